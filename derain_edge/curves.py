@@ -1,0 +1,34 @@
+"""Training-curve plots, written next to the checkpoints so a glance tells whether a run is healthy."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import atomic_path
+
+
+def plot_training_curve(history: dict, path: str | Path, title: str = "training") -> Path:
+    """history: {"loss": [[step, value], …], "val_psnr_y": [[step, dB], …]} → PNG with loss and validation PSNR-Y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if history.get("loss"):
+        steps, values = zip(*history["loss"])
+        ax.plot(steps, values, color="tab:blue", lw=1, label="training loss")
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss", color="tab:blue")
+    if history.get("val_psnr_y"):
+        ax2 = ax.twinx()
+        steps, values = zip(*history["val_psnr_y"])
+        ax2.plot(steps, values, "o-", color="tab:red", ms=3, label="validation PSNR-Y")
+        ax2.set_ylabel("validation PSNR-Y (dB)", color="tab:red")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
