@@ -61,7 +61,10 @@ def write_image(path: str | Path, rgb: np.ndarray) -> Path:
     """Writes an RGB uint8 image atomically (the format follows the suffix)."""
     path = Path(path)
     rgb = to_rgb_uint8(rgb, str(path), bgr=False)
-    ok, buf = cv2.imencode(path.suffix or ".png", rgb[:, :, ::-1].copy())
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", rgb[:, :, ::-1].copy())
+    except cv2.error:
+        ok = False
     if not ok:
         raise ImageError(f"{path}: OpenCV cannot encode images with suffix '{path.suffix}'")
     with atomic_path(path) as tmp:
@@ -88,15 +91,27 @@ def natural_key(path: Path):
 
 def list_pairs(rainy_dir: str | Path, clean_dir: str | Path) -> list[tuple[Path, Path]]:
     """Pairs rainy/clean images by file stem; names without a partner are an error that lists them."""
-    rainy = {p.stem: p for p in list_images(rainy_dir)}
-    clean = {p.stem: p for p in list_images(clean_dir)}
-    only_rainy = sorted(set(rainy) - set(clean))
-    only_clean = sorted(set(clean) - set(rainy))
+    rainy, clean = _by_stem(rainy_dir), _by_stem(clean_dir)
+    only_rainy = [rainy[k].name for k in sorted(set(rainy) - set(clean))]
+    only_clean = [clean[k].name for k in sorted(set(clean) - set(rainy))]
     if only_rainy or only_clean:
         parts = []
         if only_rainy:
-            parts.append(f"{len(only_rainy)} rainy image(s) without a clean partner in {clean_dir}: {only_rainy[:5]}")
+            parts.append(f"{len(only_rainy)} rainy image(s) without a clean partner in {clean_dir}: {_some(only_rainy)}")
         if only_clean:
-            parts.append(f"{len(only_clean)} clean image(s) without a rainy partner in {rainy_dir}: {only_clean[:5]}")
+            parts.append(f"{len(only_clean)} clean image(s) without a rainy partner in {rainy_dir}: {_some(only_clean)}")
         raise ImageError("; ".join(parts))
     return [(rainy[k], clean[k]) for k in sorted(rainy, key=lambda s: natural_key(Path(s)))]
+
+
+def _by_stem(folder: str | Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for p in list_images(folder):
+        if p.stem in files:
+            raise ImageError(f"{folder}: two images share the name '{p.stem}' ({files[p.stem].name}, {p.name}); pairs are matched by name")
+        files[p.stem] = p
+    return files
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")

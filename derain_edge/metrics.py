@@ -20,8 +20,14 @@ def rgb_to_y(rgb: np.ndarray, round_y: bool = True) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 RGB image, got shape {rgb.shape}")
+    if round_y and rgb.dtype == np.uint8:
+        # exact integer arithmetic, rounding halves up as MATLAB's uint8 conversion does (float math would send
+        # the ~200 colours whose Y is exactly k + 0.5 either way depending on the array's shape)
+        c = rgb.astype(np.int64)
+        num = 16 * 255000 + 65481 * c[..., 0] + 128553 * c[..., 1] + 24966 * c[..., 2]
+        return ((num + 127500) // 255000).astype(np.float64)
     y = 16.0 + rgb.astype(np.float64) @ _Y_WEIGHTS
-    return np.round(y) if round_y else y
+    return np.floor(y + 0.5) if round_y else y
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:

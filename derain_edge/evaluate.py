@@ -1,0 +1,342 @@
+"""derain-eval: PSNR-Y / SSIM-Y of a deraining model (or of the rainy inputs themselves) on a folder of pairs.
+
+Conventions (those of the deraining literature, see ``derain_edge.metrics``): the model's output is rounded to
+uint8 before scoring, exactly as a saved PNG would be; PSNR-Y and SSIM-Y on MATLAB's BT.601 Y channel; the
+reported score is the mean over images of the per-image values.
+
+Library use::
+
+    from derain_edge.evaluate import evaluate_pairs
+    result = evaluate_pairs(lpnet.load_pretrained(), "rain100h/rainy", "rain100h/clean")
+    result["psnr_y"], result["ssim_y"], result["per_image"]
+
+Bad input (missing or empty folders, unpaired names, size mismatches, unreadable images, images smaller than the
+SSIM window) raises ``ImageError`` naming the file; ``main`` turns it into ``error: …`` and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shlex
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .files import atomic_write_text
+from .imageio import ImageError, list_pairs, read_image, write_image
+from .metrics import psnr, rgb_to_y, ssim
+
+PROG = "derain-eval"
+SSIM_WINDOW = 11
+
+
+class ImageConversionWarning(UserWarning):
+    """An input image was converted to RGB uint8 (grayscale, alpha, 16-bit or float source)."""
+
+
+# --------------------------------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelEntry:
+    """How derain-eval builds one model: `load(weights_or_None)` returns the model in eval mode (None = shipped
+    weights); `default_weights()` is the shipped weights path (for the JSON record)."""
+
+    load: Callable[[Path | None], object]
+    default_weights: Callable[[], Path]
+    description: str
+
+
+def _lpnet_load(weights: Path | None):
+    import lpnet
+
+    return lpnet.load_pretrained(weights)
+
+
+def _lpnet_default() -> Path:
+    from lpnet.weights import shipped_weights_path
+
+    return shipped_weights_path()
+
+
+# Add a model by adding an entry (e.g. "anlcl": ModelEntry(...)); --model's choices and messages follow this table.
+MODELS: dict[str, ModelEntry] = {
+    "lpnet": ModelEntry(_lpnet_load, _lpnet_default, "LPNet (Fu et al. 2019), 7,548 parameters"),
+}
+
+
+def load_model(name: str, weights: str | Path | None = None):
+    """(model, weights path actually used). Raises ValueError with a one-line reason for any problem."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; choose from: {', '.join(MODELS)}")
+    entry = MODELS[name]
+    path = Path(weights) if weights is not None else entry.default_weights()
+    if weights is not None and path.is_dir():
+        raise ValueError(f"weights file not found: {path} is a folder")
+    try:
+        model = entry.load(path if weights is not None else None)
+    except FileNotFoundError as e:
+        raise ValueError(str(e).strip("'\"")) from e
+    except (ValueError, OSError, RuntimeError) as e:  # corrupt file, foreign tensors, shape mismatch
+        message = str(e)
+        raise ValueError(message if str(path) in message else f"cannot load {name} weights from {path}: {message}") from e
+    return model, path
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def conversions(path: str | Path) -> list[str]:
+    """What ``read_image`` had to change to get RGB uint8 from this file (empty list: nothing)."""
+    raw = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        return []
+    notes = []
+    channels = 1 if raw.ndim == 2 else raw.shape[2]
+    if channels == 1:
+        notes.append("grayscale replicated to RGB")
+    elif channels == 4:
+        notes.append("alpha channel dropped")
+    if raw.dtype == np.uint16:
+        notes.append("16-bit scaled to 8-bit")
+    elif raw.dtype.kind == "f":
+        notes.append("floating-point clipped to [0, 1] and scaled to 8-bit")
+    return notes
+
+
+def _size(img: np.ndarray) -> str:
+    return f"{img.shape[1]}x{img.shape[0]}"
+
+
+def _default_warn(message: str) -> None:
+    warnings.warn(message, ImageConversionWarning, stacklevel=4)
+
+
+def _read(path: Path, warn: Callable[[str], None]) -> np.ndarray:
+    rgb = read_image(path)  # raises ImageError naming the file
+    notes = conversions(path)
+    if notes:
+        warn(f"{path}: {', '.join(notes)}")
+    return rgb
+
+
+def evaluate_pairs(
+    model_or_None,
+    rainy_dir: str | Path,
+    clean_dir: str | Path,
+    save_dir: str | Path | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Scores `model_or_None` (a torch module taking N×3×H×W RGB in [0, 1]; None = the rainy inputs themselves)
+    on the pairs of `rainy_dir` / `clean_dir` (matched by file stem).
+
+    Returns ``{"n", "psnr_y", "ssim_y", "input_psnr_y", "input_ssim_y", "per_image": [...]}`` where each per-image
+    entry has ``name, width, height, psnr_y, ssim_y, input_psnr_y, input_ssim_y``. With `save_dir`, the derained
+    images are written there as ``<stem>.png`` (atomically). Conversion notes go to `warn` (default:
+    ``warnings.warn`` with ``ImageConversionWarning``); `progress` shows a tqdm bar on stderr.
+    """
+    warn = warn or _default_warn
+    pairs = list_pairs(rainy_dir, clean_dir)
+    if save_dir is not None:
+        if model_or_None is None:
+            raise ValueError("nothing to save without a model (the rainy inputs are scored as they are)")
+        save_dir = Path(save_dir)
+        for src in (rainy_dir, clean_dir):
+            if save_dir.exists() and save_dir.resolve() == Path(src).resolve():
+                raise ValueError(f"save folder {save_dir} is the input folder {src}; choose another one")
+        if save_dir.exists() and not save_dir.is_dir():
+            raise ValueError(f"save folder {save_dir} exists and is not a folder")
+    if model_or_None is not None:
+        from .infer import derain_rgb
+
+        was_training = getattr(model_or_None, "training", False)
+        model_or_None.eval()
+
+    per_image = []
+    iterator = pairs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(pairs, desc="evaluating", unit="img", leave=False, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for rainy_path, clean_path in iterator:
+            rainy = _read(rainy_path, warn)
+            clean = _read(clean_path, warn)
+            if rainy.shape != clean.shape:
+                raise ImageError(
+                    f"size mismatch: {rainy_path} is {_size(rainy)} but {clean_path} is {_size(clean)}"
+                )
+            if min(rainy.shape[:2]) < SSIM_WINDOW:
+                raise ImageError(
+                    f"{rainy_path} and {clean_path} are {_size(rainy)}, smaller than the "
+                    f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
+                )
+            y_clean = rgb_to_y(clean)
+            y_rainy = rgb_to_y(rainy)
+            in_psnr, in_ssim = psnr(y_rainy, y_clean), ssim(y_rainy, y_clean)
+            if model_or_None is None:
+                out_psnr, out_ssim = in_psnr, in_ssim
+            else:
+                try:
+                    derained = derain_rgb(model_or_None, rainy)
+                except (RuntimeError, MemoryError) as e:
+                    raise ImageError(f"{rainy_path}: the model failed on this {_size(rainy)} image: {e}") from e
+                if derained.shape != rainy.shape:
+                    raise ImageError(
+                        f"{rainy_path}: the model returned {_size(derained)} for a {_size(rainy)} input"
+                    )
+                y_out = rgb_to_y(derained)
+                out_psnr, out_ssim = psnr(y_out, y_clean), ssim(y_out, y_clean)
+                if save_dir is not None:
+                    write_image(save_dir / f"{rainy_path.stem}.png", derained)
+            per_image.append({
+                "name": rainy_path.name, "width": int(rainy.shape[1]), "height": int(rainy.shape[0]),
+                "psnr_y": out_psnr, "ssim_y": out_ssim, "input_psnr_y": in_psnr, "input_ssim_y": in_ssim,
+            })
+    finally:
+        if progress:
+            iterator.close()
+        if model_or_None is not None and was_training:
+            model_or_None.train()
+
+    def mean(key):
+        return float(np.mean([r[key] for r in per_image]))
+
+    return {
+        "n": len(per_image),
+        "psnr_y": mean("psnr_y"), "ssim_y": mean("ssim_y"),
+        "input_psnr_y": mean("input_psnr_y"), "input_ssim_y": mean("input_ssim_y"),
+        "per_image": per_image,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _fmt_db(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.2f}"
+
+
+def format_table(result: dict) -> str:
+    rows = [("name", "size", "PSNR-Y", "SSIM-Y", "input PSNR-Y")]
+    for r in result["per_image"]:
+        rows.append((r["name"], f"{r['width']}x{r['height']}", _fmt_db(r["psnr_y"]), f"{r['ssim_y']:.4f}",
+                     _fmt_db(r["input_psnr_y"])))
+    rows.append((f"mean ({result['n']})", "", _fmt_db(result["psnr_y"]), f"{result['ssim_y']:.4f}",
+                 _fmt_db(result["input_psnr_y"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for k, row in enumerate(rows):
+        if k == len(rows) - 1:
+            lines.append("-" * (sum(widths) + 2 * 4))
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def _json_safe(obj):
+    """Strict JSON: an infinite PSNR (identical images) is written as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="PSNR-Y / SSIM-Y (MATLAB BT.601 conventions) of a deraining model on rainy/clean pairs "
+                    "matched by file name.",
+    )
+    p.add_argument("--rainy", required=True, metavar="DIR", help="folder of rainy images")
+    p.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images with the same names")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="model to evaluate (default: lpnet with its shipped weights): "
+                        + "; ".join(f"{k} = {v.description}" for k, v in MODELS.items()))
+    p.add_argument("--weights", metavar="W", help="load these weights into the model instead of the shipped ones")
+    p.add_argument("--json", metavar="FILE", help="write means, per-image scores and provenance as JSON")
+    p.add_argument("--save", metavar="DIR", help="write the derained images here (<name>.png)")
+    p.add_argument("--input-only", action="store_true",
+                   help="score the rainy inputs themselves (the no-deraining baseline); no model")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command = " ".join(shlex.quote(a) for a in [PROG, *argv])
+
+    if args.json and Path(args.json).is_dir():
+        return _fail(f"--json {args.json} is a folder; give a file name")
+    if args.input_only:
+        for flag, value in (("--model", args.model), ("--weights", args.weights), ("--save", args.save)):
+            if value is not None:
+                return _fail(f"--input-only scores the rainy images without a model; drop {flag}")
+        model, model_name, weights = None, None, None
+    else:
+        model_name = args.model or "lpnet"
+        try:
+            model, weights = load_model(model_name, args.weights)
+        except ValueError as e:
+            return _fail(str(e))
+
+    def warn(message: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {message}", file=sys.stderr)
+
+    try:
+        result = evaluate_pairs(model, args.rainy, args.clean, args.save, warn=warn, progress=True)
+    except (ImageError, ValueError, OSError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+    if model is None:
+        print(f"rainy inputs (no model) vs {args.clean}")
+    else:
+        print(f"model {model_name}, weights {weights}")
+    print(format_table(result))
+    print(f"PSNR-Y {_fmt_db(result['psnr_y'])} dB, SSIM-Y {result['ssim_y']:.4f} over {result['n']} images "
+          f"(rainy input: {_fmt_db(result['input_psnr_y'])} dB, {result['input_ssim_y']:.4f})")
+
+    if args.json:
+        record = {
+            "psnr_y": result["psnr_y"], "ssim_y": result["ssim_y"], "n": result["n"],
+            "input_psnr_y": result["input_psnr_y"], "input_ssim_y": result["input_ssim_y"],
+            "model": model_name,
+            "weights": str(weights) if weights is not None else None,
+            "weights_sha256": sha256_file(weights) if weights is not None else None,
+            "rainy": str(args.rainy), "clean": str(args.clean),
+            "save": str(args.save) if args.save else None,
+            "command": command,
+            "per_image": result["per_image"],
+        }
+        try:
+            atomic_write_text(args.json, json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
+        except OSError as e:
+            return _fail(f"cannot write {args.json}: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
