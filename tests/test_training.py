@@ -166,3 +166,15 @@ def test_shipped_weights_load_in_eval_mode():
     x = torch.rand(1, 3, 33, 47)
     y = model(x)
     assert y.shape == x.shape and not torch.allclose(y, x, atol=1e-3), "shipped weights look untrained"
+
+
+def test_synthetic_batches_render_rain_over_clean_photos():
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 200, (160, 200, 3), dtype=np.uint8), (9, 9), 3)
+    sampler = PatchSampler([], [photo], patch=32, batch_size=6, seed=1)
+    rainy, clean = sampler.batch(0)
+    assert rainy.shape == clean.shape == (6, 3, 32, 32)
+    assert torch.equal(rainy, PatchSampler([], [photo], patch=32, batch_size=6, seed=1).batch(0)[0])
+    diff = rainy - clean
+    assert diff.mean() > 0.02, "no rain was rendered"
+    assert diff.min() > -0.01, "additive rain should not darken the image"
