@@ -55,7 +55,7 @@ def _checkpoint_step(path: Path) -> int:
 
 def test_resume_after_sigkill_loses_nothing(tmp_path):
     data = _write_pairs(tmp_path / "data")
-    iters = 18
+    iters = 30
     subprocess.run(_train_cmd(data, tmp_path / "straight", iters), env=_env(), check=True, capture_output=True, timeout=300)
 
     killed = tmp_path / "killed"
