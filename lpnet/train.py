@@ -21,6 +21,7 @@ from derain_edge.checkpoint import load_checkpoint, save_checkpoint
 from derain_edge.curves import plot_training_curve
 from derain_edge.files import atomic_write_text
 from derain_edge.imageio import list_pairs, read_image
+from derain_edge.infer import derain_rgb
 from derain_edge.metrics import psnr_y
 
 from .data import PatchSampler, load_clean, load_pairs
@@ -70,16 +71,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.inference_mode()
-def validate(model: LPNet, pairs: list[tuple[np.ndarray, np.ndarray]], device: torch.device) -> float:
+def validate(model: LPNet, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """Mean PSNR-Y over full validation images, output quantized to 8 bits as a saved result would be."""
     was_training = model.training
     model.eval()
-    scores = []
-    for rainy, clean in pairs:
-        x = torch.from_numpy(rainy).permute(2, 0, 1)[None].float().div(255).to(device)
-        y = model(x)[0].permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
-        scores.append(psnr_y(y, clean))
+    scores = [psnr_y(derain_rgb(model, rainy), clean) for rainy, clean in pairs]
     model.train(was_training)
     return float(np.mean(scores))
 
@@ -156,7 +152,7 @@ def train(cfg: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{learning_rate(cfg, step):.1e}")
             running, count = 0.0, 0
         if val_pairs and (step % cfg.val_every == 0 or step == cfg.iters):
-            score = validate(model, val_pairs, device)
+            score = validate(model, val_pairs)
             history["val_psnr_y"].append([step, score])
             if history["best"] is None or score > history["best"][1]:
                 history["best"] = [step, score]

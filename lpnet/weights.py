@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from derain_edge.files import atomic_path
@@ -52,8 +52,6 @@ def load_weights(model: LPNet, path: str | Path) -> dict:
         if v.shape != expected[k].shape:
             raise ValueError(f"{path}: tensor {k} has shape {tuple(v.shape)}, LPNet expects {tuple(expected[k].shape)}")
     model.load_state_dict(state)
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata() or {}
     try:
