@@ -29,6 +29,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .cli import _fail
 from .files import atomic_write_text
 from .imageio import ImageError, list_pairs, read_image, write_image
 from .metrics import psnr, rgb_to_y, ssim
@@ -224,11 +225,6 @@ def evaluate_pairs(
 
 
 # ----------------------------------------------------------------------------------------------------- CLI
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def _fmt_db(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.2f}"
 
