@@ -1,0 +1,105 @@
+"""The sidecar JSON written beside every exported artifact: what the runtime needs to feed it, and what it cost.
+
+One file per artifact, named ``<artifact>.json`` (``lpnet_fp32.onnx`` → ``lpnet_fp32.onnx.json``, a CoreML
+``lpnet.mlpackage`` folder → ``lpnet.mlpackage.json``). The artifact itself is never touched (no prepended bytes),
+so every vendor tool still opens it.
+
+Keys (schema ``derain-edge/sidecar/1``)::
+
+    schema          "derain-edge/sidecar/1"
+    artifact        file or folder name of the artifact, relative to the sidecar
+    target          "onnx" | "jetson" | "coreml" | "tflite"
+    format          "onnx" | "engine" | "mlpackage" | "tflite"
+    precision       "fp32" | "fp16" | "int8" | "int16x8"
+    model           "lpnet" | "anlcl" …
+    weights_sha256  sha256 of the PyTorch weights the artifact was made from
+    inputs/outputs  [{"name", "shape" (ints, or strings for dynamic dims), "dtype", "layout" ("NCHW" | "NHWC"),
+                      "value_range" [lo, hi] of the pixel values it takes/gives, "color" "RGB"}]
+    sizes           "dynamic" or [[H, W], …]: the frame sizes the artifact accepts
+    versions        {"derain_edge": …, "torch": …, <converter>: …}
+    calibration     summary of the calibration set (or null)
+    parity          {"reference": "pytorch-fp32", "max_abs_diff", "psnr_y_db", "size": [H, W]} or null
+                    (null when the artifact cannot run on the exporting machine, with "parity_skipped": reason)
+    cost            {"psnr_y_vs_fp32_db", "ssim_y_vs_fp32", and with a paired set "psnr_y_drop_db", "ssim_y_drop",
+                     "val"} or null
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from derain_edge.files import atomic_write_text
+
+SCHEMA = "derain-edge/sidecar/1"
+TARGETS = ("onnx", "jetson", "coreml", "tflite")
+FORMATS = ("onnx", "engine", "mlpackage", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
+LAYOUTS = ("NCHW", "NHWC")
+REQUIRED = ("schema", "artifact", "target", "format", "precision", "model", "weights_sha256", "inputs", "outputs", "sizes")
+
+
+class SidecarError(ValueError):
+    """A sidecar that is missing, unreadable or does not describe a usable artifact, with the reason."""
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """``<artifact>.json``; given a sidecar path, returns it unchanged."""
+    artifact = Path(artifact)
+    return artifact if artifact.name.endswith(".json") else artifact.with_name(artifact.name + ".json")
+
+
+def artifact_path(sidecar: str | Path) -> Path:
+    """The artifact a sidecar describes (resolved next to the sidecar)."""
+    sidecar = sidecar_path(sidecar)
+    data = read_sidecar(sidecar)
+    return sidecar.parent / data["artifact"]
+
+
+def validate(data: dict, where: str = "sidecar") -> dict:
+    """Checks the keys the runtime relies on; returns `data` unchanged or raises SidecarError naming the problem."""
+    if not isinstance(data, dict):
+        raise SidecarError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise SidecarError(f"{where}: missing keys {missing} (not a derain-edge sidecar?)")
+    if data["schema"] != SCHEMA:
+        raise SidecarError(f"{where}: schema {data['schema']!r} is not {SCHEMA!r} (made by another version?)")
+    for key, allowed in (("target", TARGETS), ("format", FORMATS), ("precision", PRECISIONS)):
+        if data[key] not in allowed:
+            raise SidecarError(f"{where}: {key} {data[key]!r} is not one of {allowed}")
+    for kind in ("inputs", "outputs"):
+        specs = data[kind]
+        if not isinstance(specs, list) or not specs:
+            raise SidecarError(f"{where}: '{kind}' must be a non-empty list")
+        for spec in specs:
+            for k in ("name", "shape", "dtype", "layout", "value_range"):
+                if k not in spec:
+                    raise SidecarError(f"{where}: an entry of '{kind}' lacks '{k}'")
+            if spec["layout"] not in LAYOUTS:
+                raise SidecarError(f"{where}: layout {spec['layout']!r} of {spec['name']} is not one of {LAYOUTS}")
+    sizes = data["sizes"]
+    if sizes != "dynamic" and not (isinstance(sizes, list) and sizes and all(len(s) == 2 for s in sizes)):
+        raise SidecarError(f"{where}: 'sizes' must be \"dynamic\" or a list of [H, W], got {sizes!r}")
+    return data
+
+
+def write_sidecar(artifact: str | Path, data: dict) -> Path:
+    """Validates and writes ``<artifact>.json`` atomically; fills `schema` and `artifact` when absent."""
+    artifact = Path(artifact)
+    data = {"schema": SCHEMA, "artifact": artifact.name, **data}
+    path = sidecar_path(artifact)
+    validate(data, str(path))
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """Reads and validates the sidecar of an artifact (pass the artifact or the .json itself)."""
+    path = sidecar_path(path)
+    if not path.is_file():
+        raise SidecarError(f"{path}: sidecar not found (export with derain-export, which writes <artifact>.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SidecarError(f"{path}: not readable JSON ({e})") from e
+    return validate(data, str(path))
