@@ -1,0 +1,147 @@
+"""The one table of export formats (after Ultralytics' ``export_formats``): every flag and message derives from it.
+
+A row says what a target writes, which aliases name it, which precisions it allows and exports by default, whether
+it keeps dynamic H×W, which pip extra it needs, and which function builds it (imported lazily, so ``--help`` and
+argument errors never import TensorFlow or coremltools).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+
+
+class MissingDependency(ImportError):
+    """An optional backend is not installed; the message is the exact pip command that installs it."""
+
+
+# module → pip extra of derain-edge that provides it (pyproject.toml [project.optional-dependencies])
+EXTRA_OF = {
+    "onnx": "onnx", "onnxscript": "onnx", "onnxslim": "onnx", "onnxruntime": "onnx",
+    "tensorrt": "tensorrt",
+    "coremltools": "coreml",
+    "tensorflow": "tflite", "onnx2tf": "tflite", "ai_edge_litert": "tflite",
+}
+
+
+def install_hint(extra: str) -> str:
+    return f'pip install "derain-edge[{extra}]"'
+
+
+def require(module: str, extra: str | None = None):
+    """``importlib.import_module(module)``, or MissingDependency with the exact install command."""
+    extra = extra or EXTRA_OF.get(module.split(".")[0], "onnx")
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        note = " (onnx2tf itself: pip install --no-deps onnx2tf==1.29.24)" if module.startswith("onnx2tf") else ""
+        raise MissingDependency(f"{module} is not installed ({e}); install it with: {install_hint(extra)}{note}") from e
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str                       # --target value
+    aliases: tuple[str, ...]        # other accepted spellings
+    suffix: str                     # artifact suffix ("/" for a folder bundle)
+    precisions: tuple[str, ...]     # allowed --precision values
+    default_precisions: tuple[str, ...]  # exported when --precision is not given
+    dynamic: bool                   # keeps dynamic H×W (otherwise one artifact per --size)
+    extra: str                      # pip extra that provides the backends
+    function: str                   # "module:function" building it, imported lazily
+    modules: tuple[str, ...]        # modules the function needs (checked up front → install hint)
+    description: str
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("onnx", ("ort", "onnxruntime"), ".onnx", ("fp32", "fp16", "int8"), ("fp32",), True, "onnx",
+           "export.onnx_export:export_onnx", ("onnx", "onnxscript", "onnxslim", "onnxruntime"),
+           "ONNX (opset 20), dynamic H×W, parity in onnxruntime"),
+    Format("jetson", ("trt", "engine", "tensorrt"), "/", ("fp16", "int8"), ("fp16", "int8"), True, "onnx",
+           "export.jetson:export_jetson", ("onnx", "onnxscript", "onnxslim", "onnxruntime"),
+           "Jetson/TensorRT bundle: FP16 ONNX, INT8 Q/DQ ONNX, calibration cache, build_engine.sh"),
+    Format("coreml", ("ios", "mlpackage", "mlmodel", "apple"), ".mlpackage", ("fp32", "fp16", "int8"), ("fp16",),
+           False, "coreml", "export.coreml:export_coreml", ("coremltools",),
+           "CoreML ML program, ImageType I/O, enumerated camera sizes"),
+    Format("tflite", ("lite", "litert", "tfl", "android"), ".tflite", ("fp32", "fp16", "int16x8", "int8"),
+           ("fp16", "int16x8"), False, "tflite", "export.tflite:export_tflite",
+           ("onnx", "onnxscript", "onnxslim", "onnxruntime", "tensorflow", "onnx2tf", "ai_edge_litert"),
+           "TFLite via onnx2tf + TFLiteConverter, one file per size, parity in LiteRT"),
+)
+
+BY_NAME = {f.name: f for f in FORMATS}
+ALIASES = {alias: f.name for f in FORMATS for alias in (f.name, *f.aliases)}
+ALL_PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
+# Accuracy-cost thresholds (issue 3): max PSNR-Y drop vs FP32 PyTorch against ground truth, in dB. fp32 must be
+# near-exact: its output must match PyTorch's to ≥ 60 dB PSNR-Y (no GT needed for that one).
+MAX_DROP_DB = {"fp32": 0.01, "fp16": 0.05, "int16x8": 0.1, "int8": 0.3}
+MIN_PSNR_VS_FP32_DB = {"fp32": 60.0}
+# Without ground truth, how close to FP32 PyTorch each precision must be (PSNR-Y of artifact vs FP32 output).
+MIN_PSNR_VS_FP32_NO_GT_DB = {"fp32": 60.0, "fp16": 45.0, "int16x8": 40.0, "int8": 32.0}
+# camera sizes exported by fixed-size targets when --size is not given (H, W)
+DEFAULT_SIZES = ((480, 640), (720, 1280), (1080, 1920))
+
+
+def suggest(word: str, choices) -> str:
+    """' (did you mean 'x'?)' or ''."""
+    close = difflib.get_close_matches(str(word).lower(), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def resolve_target(name: str) -> list[Format]:
+    """A --target value (name, alias or 'all') → the formats it means; ValueError with a suggestion otherwise."""
+    key = str(name).strip().lower()
+    if key == "all":
+        return list(FORMATS)
+    if key in ALIASES:
+        return [BY_NAME[ALIASES[key]]]
+    raise ValueError(f"unknown target '{name}'{suggest(key, [*ALIASES, 'all'])}; "
+                     f"choose from: {', '.join(f.name for f in FORMATS)}, all")
+
+
+def resolve_precision(fmt: Format, precision: str | None) -> tuple[str, ...]:
+    """--precision for one format: None → its defaults; an unsupported one → ValueError naming what it allows."""
+    if precision is None:
+        return fmt.default_precisions
+    p = str(precision).strip().lower().replace("_", "").replace("-", "")
+    p = {"16x8": "int16x8", "w8a16": "int16x8", "a16w8": "int16x8", "float32": "fp32", "float16": "fp16",
+         "half": "fp16", "float": "fp32"}.get(p, p)
+    if p not in ALL_PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'{suggest(p, ALL_PRECISIONS)}; "
+                         f"choose from: {', '.join(ALL_PRECISIONS)}")
+    if p not in fmt.precisions:
+        raise ValueError(f"target {fmt.name} does not support precision {p}; it allows: {', '.join(fmt.precisions)}")
+    return (p,)
+
+
+def load_function(fmt: Format):
+    """The target's export function; MissingDependency when its module (or a backend) is not available."""
+    for module in fmt.modules:
+        require(module, fmt.extra)
+    mod_name, func_name = fmt.function.split(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        if e.name == mod_name:
+            raise TargetUnavailable(f"target {fmt.name} is not available in this version of derain-edge "
+                                    f"({mod_name} is not built yet)") from e
+        raise
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise TargetUnavailable(f"target {fmt.name} is not available: {mod_name} has no {func_name}()")
+    return func
+
+
+class TargetUnavailable(RuntimeError):
+    """The target's implementation is not part of this installation."""
+
+
+def table_markdown() -> str:
+    """The format table as Markdown (docs/export.md and `derain-export --formats`)."""
+    rows = ["| target | aliases | artifact | precisions (default) | dynamic H×W | extra |",
+            "|---|---|---|---|---|---|"]
+    for f in FORMATS:
+        precisions = ", ".join(f"**{p}**" if p in f.default_precisions else p for p in f.precisions)
+        suffix = "folder" if f.suffix == "/" else f.suffix
+        rows.append(f"| {f.name} | {', '.join(f.aliases)} | {suffix} | {precisions} | {'yes' if f.dynamic else 'no'} "
+                    f"| `{install_hint(f.extra)}` |")
+    return "\n".join(rows)

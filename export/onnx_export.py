@@ -1,0 +1,241 @@
+"""PyTorch → ONNX with the dynamo exporter: the file every other target starts from (TensorRT, onnx2tf, ORT).
+
+Contract (the sidecar describes it): one input ``rainy`` and one output ``derained``, N×3×H×W float32 RGB in [0, 1].
+``size=None`` keeps H and W symbolic (LPNet runs at any H×W ≥ 1; the export is checked at odd sizes in the tests);
+a fixed ``size`` bakes it in for converters that need static shapes. The graph is simplified with onnxslim (it folds
+the shape arithmetic of the pyramid's crops) and must pass ``onnx.checker`` in full before it is renamed into place,
+so an interrupted export never leaves a half-written ``.onnx`` under the final name.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from derain_edge.files import atomic_path
+
+from .artifact import Exported
+
+INPUT_NAME = "rainy"
+OUTPUT_NAME = "derained"
+MIN_OPSET = 18  # torch 2.13's dynamo exporter cannot down-convert Pad below 18 (TOOLCHAIN.md §1)
+_EXAMPLE_HW = (64, 96)  # example size for a dynamic export: not 0/1 (torch.export specialises those), not square
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """An export step failed; the message says which and why."""
+
+
+def _require(module: str, extra: str = "onnx"):
+    """Imports an optional backend or raises the exact install command (see export.formats.MissingDependency)."""
+    from .formats import require
+
+    return require(module, extra)
+
+
+def _check_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (H, W), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be at least 1x1, got {h}x{w}")
+    return h, w
+
+
+def torch_to_onnx(model, path, size: tuple[int, int] | None = None, opset: int = 20, batch: int = 1) -> Path:
+    """Exports `model` (N×3×H×W RGB [0,1] → same) to `path`; returns the path.
+
+    size=None: dynamic H and W (input dims ``[batch, 3, "height", "width"]``); (H, W): fixed. `batch` is fixed.
+    Raises ValueError for bad arguments, ExportError when the exporter, simplifier or checker fails.
+    """
+    import torch
+
+    _require("onnx")
+    _require("onnxscript")
+    onnxslim = _require("onnxslim")
+    import onnx
+
+    path = Path(path)
+    size = _check_size(size)
+    if int(opset) < MIN_OPSET:
+        raise ValueError(f"opset {opset} is below {MIN_OPSET}, the lowest the dynamo exporter honours (TOOLCHAIN.md §1)")
+    if int(batch) < 1:
+        raise ValueError(f"batch must be ≥ 1, got {batch}")
+    model = model.eval()
+    h, w = size if size is not None else _EXAMPLE_HW
+    example = torch.rand(int(batch), 3, h, w, generator=torch.Generator().manual_seed(0))
+    dynamic_shapes = None
+    if size is None:
+        from torch.export import Dim
+
+        # keyed by position: the model's forward argument may have any name
+        dynamic_shapes = ({2: Dim("height", min=1, max=16384), 3: Dim("width", min=1, max=16384)},)
+
+    # "torchvision is not installed. Skipping torchvision::nms" ×4 on every export: noise for us
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(
+                    model,
+                    (example,),
+                    dynamo=True,
+                    opset_version=int(opset),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=dynamic_shapes,
+                    external_data=False,
+                    verbose=False,
+                    report=False,
+                )
+            proto = program.model_proto
+        except Exception as e:  # the exporter raises many types; name the step
+            raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        try:
+            slim = onnxslim.slim(proto)
+        except Exception as e:
+            raise ExportError(f"onnxslim failed to simplify the graph: {e}") from e
+        if slim is None:
+            raise ExportError("onnxslim returned no model")
+        _name_dims(slim, batch, size)
+        try:
+            onnx.checker.check_model(slim, full_check=True)
+        except Exception as e:
+            raise ExportError(f"onnx.checker rejected the exported graph: {e}") from e
+        onnx.save_model(slim, str(tmp))
+    return path
+
+
+def _name_dims(proto, batch: int, size) -> None:
+    """Gives the dynamic dims stable names ("height"/"width") on input and output, whatever the exporter called them."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 4:
+            continue
+        dims[0].dim_value = int(batch)
+        dims[1].dim_value = 3
+        if size is None:
+            dims[2].dim_param = "height"
+            dims[3].dim_param = "width"
+
+
+def onnx_io(path) -> tuple[list[dict], list[dict]]:
+    """Sidecar I/O entries read from the ONNX file itself (so they cannot disagree with it)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in proto.graph.initializer}
+
+    def entries(values):
+        out = []
+        for v in values:
+            if v.name in init:
+                continue
+            shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in v.type.tensor_type.shape.dim]
+            elem = v.type.tensor_type.elem_type
+            out.append({"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(elem).name,
+                        "layout": "NCHW", "value_range": [0.0, 1.0], "color": "RGB"})
+        return out
+
+    return entries(proto.graph.input), entries(proto.graph.output)
+
+
+def ort_runner(path, threads: int | None = None):
+    """A Runner (NCHW float32 [0,1] → same) backed by an onnxruntime CPU session of `path`."""
+    ort = _require("onnxruntime")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name_in = session.get_inputs()[0].name
+    in_type = session.get_inputs()[0].type  # "tensor(float)" or "tensor(float16)"
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float16 if "float16" in in_type else np.float32)
+        (y,) = session.run(None, {name_in: x})
+        return np.asarray(y, dtype=np.float32)
+
+    return run
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import torch
+
+    out = {"torch": torch.__version__.split("+")[0], "onnx": onnx.__version__}
+    for mod in ("onnxscript", "onnxslim", "onnxruntime"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # optional
+            pass
+    return out
+
+
+def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]] | None,
+                calib: np.ndarray | None = None, opset: int = 20) -> list[Exported]:
+    """The `onnx` target: one FP32 ONNX, dynamic H×W when `sizes` is None/empty, else one file per size.
+
+    FP16 casts weights and I/O to float16 (onnxruntime's float16 converter, keep_io_types=False); INT8 is the
+    TensorRT-style Q/DQ model (export.jetson.quantize_qdq) calibrated on `calib`.
+    """
+    out_dir = Path(out_dir)
+    targets = [None] if not sizes else [tuple(s) for s in sizes]
+    results = []
+    for size in targets:
+        suffix = "" if size is None else f"_{size[0]}x{size[1]}"
+        final = out_dir / f"{stem}_{precision}{suffix}.onnx"
+        if precision == "fp32":
+            torch_to_onnx(model, final, size=size, opset=opset)
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="derain-onnx-") as tmpdir:
+                fp32 = torch_to_onnx(model, Path(tmpdir) / "fp32.onnx", size=size, opset=opset)
+                if precision == "fp16":
+                    to_fp16(fp32, final)
+                elif precision == "int8":
+                    from .jetson import quantize_qdq
+
+                    if calib is None:
+                        raise ValueError("int8 needs a calibration set")
+                    quantize_qdq(fp32, final, calib)
+                else:
+                    raise ValueError(f"onnx cannot be exported as {precision}")
+        inputs, outputs = onnx_io(final)
+        results.append(Exported(
+            path=final, target="onnx", format="onnx", precision=precision, inputs=inputs, outputs=outputs,
+            sizes="dynamic" if size is None else [list(size)], versions=versions(), runner=ort_runner(final),
+            extra={"opset": opset_of(final)},
+        ))
+    return results
+
+
+def opset_of(path) -> int:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next(int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def to_fp16(src, dst) -> Path:
+    """FP16 weights and activations with float16 I/O (what TensorRT builds an FP16 engine from when strongly typed)."""
+    import onnx
+
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = onnx.load(str(src))
+    half = convert_float_to_float16(proto, keep_io_types=False, disable_shape_infer=False)
+    onnx.checker.check_model(half, full_check=True)
+    with atomic_path(dst) as tmp:
+        onnx.save_model(half, str(tmp))
+    return Path(dst)
