@@ -1,4 +1,8 @@
-"""ANLCL-lite: a light generator trained without clean ground truth (asymmetric non-local contrastive learning).
+"""ANLCL-lite: a light deraining generator trained without clean ground truth by asymmetric non-local contrastive
+learning (Chang, Guo, Ye et al., TPAMI 2023 "ANLCL"; Ye et al., CVPR 2022 "NLCL"). See docs/anlcl.md."""
+from .discriminator import PatchDiscriminator
+from .generator import Decomposer, GeneratorConfig, LightGenerator, count_parameters
+from .weights import load_pretrained, load_weights, save_weights, shipped_weights_path
 
-Built by the ANLCL-lite issue; nothing here yet.
-"""
+__all__ = ["Decomposer", "GeneratorConfig", "LightGenerator", "PatchDiscriminator", "count_parameters",
+           "load_pretrained", "load_weights", "save_weights", "shipped_weights_path"]
