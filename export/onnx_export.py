@@ -185,8 +185,8 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
                 calib: np.ndarray | None = None, opset: int = 20) -> list[Exported]:
     """The `onnx` target: one FP32 ONNX, dynamic H×W when `sizes` is None/empty, else one file per size.
 
-    FP16 casts weights and I/O to float16 (onnxruntime's float16 converter, keep_io_types=False); INT8 is the
-    TensorRT-style Q/DQ model (export.jetson.quantize_qdq) calibrated on `calib`.
+    FP16 computes in float16 behind float32 I/O (``to_fp16``); INT8 is the TensorRT-style Q/DQ model
+    (``export.qdq.quantize_qdq``) calibrated on `calib`.
     """
     out_dir = Path(out_dir)
     targets = [None] if not sizes else [tuple(s) for s in sizes]
@@ -204,7 +204,7 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
                 if precision == "fp16":
                     to_fp16(fp32, final)
                 elif precision == "int8":
-                    from .jetson import quantize_qdq
+                    from .qdq import quantize_qdq
 
                     if calib is None:
                         raise ValueError("int8 needs a calibration set")
@@ -228,14 +228,19 @@ def opset_of(path) -> int:
 
 
 def to_fp16(src, dst) -> Path:
-    """FP16 weights and activations with float16 I/O (what TensorRT builds an FP16 engine from when strongly typed)."""
+    """FP16 weights and compute with float32 I/O (Casts at the boundary), so the runtime contract stays NCHW float32;
+    a strongly typed TensorRT (11, or 10 with --stronglyTyped) builds FP16 kernels from it without precision flags."""
     import onnx
-
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    onnxslim = _require("onnxslim")
     proto = onnx.load(str(src))
-    half = convert_float_to_float16(proto, keep_io_types=False, disable_shape_infer=False)
-    onnx.checker.check_model(half, full_check=True)
+    half = convert_float_to_float16(proto, keep_io_types=True, disable_shape_infer=False)
+    half = onnxslim.slim(half)  # the converter appends its input Casts at the end; slim re-sorts the graph
+    try:
+        onnx.checker.check_model(half, full_check=True)
+    except Exception as e:
+        raise ExportError(f"onnx.checker rejected the FP16 graph: {e}") from e
     with atomic_path(dst) as tmp:
         onnx.save_model(half, str(tmp))
     return Path(dst)
