@@ -184,8 +184,8 @@ def measure(runner: Runner, reference: Runner, pairs: list[Pair], sizes: str | l
         ref_p, art_p = float(np.mean(gt_ref_p)), float(np.mean(gt_art_p))
         ref_s, art_s = float(np.mean(gt_ref_s)), float(np.mean(gt_art_s))
         cost.update({"psnr_y_fp32_db": round(ref_p, 3), "psnr_y_db": round(art_p, 3),
-                     "psnr_y_drop_db": round(ref_p - art_p, 3),
-                     "ssim_y_fp32": round(ref_s, 5), "ssim_y": round(art_s, 5), "ssim_y_drop": round(ref_s - art_s, 5)})
+                     "psnr_y_drop_db": round(ref_p - art_p, 3) + 0.0,
+                     "ssim_y_fp32": round(ref_s, 5), "ssim_y": round(art_s, 5), "ssim_y_drop": round(ref_s - art_s, 5) + 0.0})
     fitted = sorted(fits - {"none"})
     cost["val"] = {"source": source, "n": len(pairs),
                    "fit": "native size" if not fitted else "+".join(fitted) + " to the artifact's size"}

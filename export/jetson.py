@@ -233,7 +233,8 @@ def export_jetson(model, out_dir: Path, stem: str, precision: str, sizes: list[t
                                        "weights": "int8 symmetric per-channel", "bias": "float",
                                        "method": method, "nodes_excluded": list(nodes_to_exclude or []), **report},
                       "legacy_calibration": {"onnx": legacy_onnx.name, "cache": cache.name,
-                                             "header": f"TRT-{LEGACY_TRT_VERSION}-{CACHE_ALGORITHM}"}})
+                                             "header": f"TRT-{LEGACY_TRT_VERSION}-{CACHE_ALGORITHM}"},
+                      "companions": [legacy_onnx.name, cache.name]})  # removed with the artifact if it is rejected
     inputs, outputs = onnx_io(path)
     _support_files(bundle, stem, inputs[0]["name"], profile)
     extra["opset"] = opset_of(path)
