@@ -9,6 +9,7 @@ every argument, input folder and backend has been checked, so a typo never costs
 from __future__ import annotations
 
 import hashlib
+import inspect
 import shutil
 import sys
 import time
@@ -271,8 +272,10 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
     for fmt, precision in jobs:
         with steps.step(f"{fmt.name} {precision}"):
             try:
-                exported = functions[fmt.name](model, request.out, request.model, precision,
-                                               _sizes_for(fmt, request), calib)
+                func = functions[fmt.name]
+                kwargs = {"opset": request.opset} if "opset" in inspect.signature(func).parameters else {}
+                exported = func(model, request.out, request.model, precision, _sizes_for(fmt, request), calib,
+                                **kwargs)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # noqa: BLE001 - one target failing must not hide the others' results

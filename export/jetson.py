@@ -18,10 +18,8 @@ same ONNX files in onnxruntime (CPU), which the sidecar states.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,37 +27,13 @@ import numpy as np
 from derain_edge.files import atomic_path, atomic_write_text
 
 from .artifact import Exported
-from .onnx_export import onnx_io, opset_of, ort_runner, to_fp16, torch_to_onnx, versions
+from .onnx_export import fp32_onnx, onnx_io, opset_of, ort_runner, to_fp16, versions
 from .qdq import activation_scales, qdq_report, quantize_qdq
 from .tensorrt_build import DEFAULT_PROFILE
 
 LEGACY_TRT_VERSION = 100300  # TensorRT 10.3.0 (JetPack 6.x): getInferLibVersion() = major*10000 + minor*100 + patch
 CACHE_ALGORITHM = "EntropyCalibration2"
 PARITY_NOTE = "onnxruntime CPU on the same ONNX; TensorRT's kernels round differently — check on the device"
-
-_fp32_cache: dict[tuple, Path] = {}
-_tmp_dir: tempfile.TemporaryDirectory | None = None
-
-
-def model_digest(model) -> str:
-    """sha256 over the model's state dict (so one FP32 export is reused for every precision of one run)."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def fp32_onnx(model, opset: int = 20) -> Path:
-    """A dynamic-H×W FP32 ONNX of `model` in a per-process temp folder, exported once per weights."""
-    global _tmp_dir
-    key = (model_digest(model), opset)
-    if key not in _fp32_cache or not _fp32_cache[key].is_file():
-        if _tmp_dir is None:
-            _tmp_dir = tempfile.TemporaryDirectory(prefix="derain-jetson-")
-        _fp32_cache[key] = torch_to_onnx(model, Path(_tmp_dir.name) / f"{key[0][:16]}_{opset}.onnx", opset=opset)
-    return _fp32_cache[key]
-
 
 # ----------------------------------------------------------------------------------- legacy calibration cache
 def float_tensors(proto) -> list[str]:

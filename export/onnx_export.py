@@ -181,6 +181,47 @@ def versions() -> dict[str, str]:
     return out
 
 
+_fp32_cache: dict[tuple, Path] = {}
+_tmp_dir = None
+
+
+def model_digest(model) -> str:
+    """sha256 over the model's state dict: one FP32 export per weights serves every precision and target of a run."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def fp32_onnx(model, opset: int = 20) -> Path:
+    """A dynamic-H×W FP32 ONNX of `model` in a per-process temp folder, exported once per (weights, opset).
+    Callers copy it; they never write to it."""
+    key = (model_digest(model), int(opset))
+    if key not in _fp32_cache or not _fp32_cache[key].is_file():
+        _fp32_cache[key] = torch_to_onnx(model, Path(_scratch()) / f"{key[0][:16]}_{opset}.onnx", opset=opset)
+    return _fp32_cache[key]
+
+
+def _scratch() -> str:
+    import tempfile
+
+    global _tmp_dir
+    if _tmp_dir is None:
+        _tmp_dir = tempfile.TemporaryDirectory(prefix="derain-onnx-")
+    return _tmp_dir.name
+
+
+def _copy_atomic(src: Path, dst: Path) -> Path:
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
 def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]] | None,
                 calib: np.ndarray | None = None, opset: int = 20) -> list[Exported]:
     """The `onnx` target: one FP32 ONNX, dynamic H×W when `sizes` is None/empty, else one file per size.
@@ -194,28 +235,33 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
     for size in targets:
         suffix = "" if size is None else f"_{size[0]}x{size[1]}"
         final = out_dir / f"{stem}_{precision}{suffix}.onnx"
-        if precision == "fp32":
-            torch_to_onnx(model, final, size=size, opset=opset)
+        if precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"onnx cannot be exported as {precision}")
+        if size is None:
+            fp32 = fp32_onnx(model, opset)
         else:
-            import tempfile
+            fp32 = torch_to_onnx(model, Path(_scratch()) / f"fixed_{size[0]}x{size[1]}.onnx", size=size, opset=opset)
+        if precision == "fp32":
+            _copy_atomic(fp32, final)
+        elif precision == "fp16":
+            to_fp16(fp32, final)
+        else:
+            from .qdq import quantize_qdq
 
-            with tempfile.TemporaryDirectory(prefix="derain-onnx-") as tmpdir:
-                fp32 = torch_to_onnx(model, Path(tmpdir) / "fp32.onnx", size=size, opset=opset)
-                if precision == "fp16":
-                    to_fp16(fp32, final)
-                elif precision == "int8":
-                    from .qdq import quantize_qdq
+            if calib is None:
+                raise ValueError("int8 needs a calibration set")
+            quantize_qdq(fp32, final, calib)
+        extra = {"opset": opset_of(final)}
+        if precision == "int8":
+            from .qdq import qdq_report
 
-                    if calib is None:
-                        raise ValueError("int8 needs a calibration set")
-                    quantize_qdq(fp32, final, calib)
-                else:
-                    raise ValueError(f"onnx cannot be exported as {precision}")
+            extra["quantization"] = {"format": "QDQ", "activations": "int8 symmetric per-tensor",
+                                     "weights": "int8 symmetric per-channel", "bias": "float", **qdq_report(final)}
         inputs, outputs = onnx_io(final)
         results.append(Exported(
             path=final, target="onnx", format="onnx", precision=precision, inputs=inputs, outputs=outputs,
             sizes="dynamic" if size is None else [list(size)], versions=versions(), runner=ort_runner(final),
-            extra={"opset": opset_of(final)},
+            extra=extra,
         ))
     return results
 
