@@ -34,8 +34,11 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (fine-tuning)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 …")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    _add_anlcl_parser(sub)
     args = parser.parse_args(argv)
     _setup_logging()
+    if args.model == "anlcl":
+        return _anlcl_main(args)
     if not args.pairs and not args.clean:
         return _fail("give training data: --pairs DIR (with rainy/ and clean/) and/or --clean DIR (photos to render rain over)")
     from lpnet.train import TrainConfig, train
@@ -57,6 +60,89 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+
+def _add_anlcl_parser(sub) -> None:
+    from anlcl_lite.objective import OBJECTIVES, TERMS
+    from anlcl_lite.losses.asymmetric import ETA_MODES
+    from anlcl_lite.sampling import NEGATIVE_MODES, SAMPLINGS
+
+    p = sub.add_parser("anlcl", help="ANLCL-lite: unsupervised (no clean ground truth) asymmetric non-local contrastive training",
+                       description="Two stages: both branches initialised on rain rendered over --clean photos, then the "
+                                   "unsupervised objective on real --rainy images (their ground truth is never read). "
+                                   "Run under torchrun for several processes/GPUs.")
+    p.add_argument("--rainy", action="append", default=[], metavar="DIR", help="folder of real rainy images, no ground truth (repeatable)")
+    p.add_argument("--clean", action="append", default=[], metavar="DIR", help="folder of clean photos: rendered pairs for stage 1 and the unpaired 'real' domain of the discriminator (repeatable)")
+    p.add_argument("--objective", default="anlcl", choices=OBJECTIVES, help="anlcl (default), nlcl; dcdgan and cclgan are not implemented yet")
+    p.add_argument("--out", default="runs/anlcl", metavar="DIR", help="checkpoints, scalars.csv, samples/ (default: %(default)s); an existing run there is resumed")
+    p.add_argument("--init-iters", type=int, default=1000, help="stage 1 steps on rendered pairs (default: %(default)s)")
+    p.add_argument("--iters", type=int, default=5000, help="stage 2 unsupervised steps (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=4, help="global batch (split over torchrun processes)")
+    p.add_argument("--patch", type=int, default=128, help="training crop size (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--init-lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=24, help="generator width (default: %(default)s)")
+    p.add_argument("--blocks", type=int, default=4, help="generator residual blocks (default: %(default)s)")
+    p.add_argument("--down", action="store_true", help="2x down/up around the residual blocks")
+    p.add_argument("--norm", default="instance", choices=["instance", "none"])
+    p.add_argument("--ndf", type=int, default=64, help="discriminator width (default: %(default)s)")
+    p.add_argument("--sampling", default="nonlocal", choices=SAMPLINGS, help="layer-contrast positives/negatives")
+    p.add_argument("--loc-negatives", default="most", choices=NEGATIVE_MODES, help="location-contrast negatives")
+    p.add_argument("--eta", default="entropy", choices=ETA_MODES, help="asymmetric-contrast η: per sample from entropy, or fixed")
+    p.add_argument("--off", action="append", default=[], choices=TERMS, metavar="TERM", help=f"switch a loss term off (repeatable): {', '.join(TERMS)}")
+    for name, default, what in (("lam", 0.1, "layer contrast"), ("delta", 1.0, "self-consistency"), ("mu", 1.0, "location contrast"),
+                                ("sigma", 1.0, "asymmetric contrast"), ("gamma", 0.01, "L1 sparsity of R")):
+        p.add_argument(f"--{name}", type=float, default=default, help=f"weight of the {what} (default: %(default)s)")
+    p.add_argument("--tau", type=float, default=0.07, help="layer-contrast temperature")
+    p.add_argument("--n-query", type=int, default=64)
+    p.add_argument("--n-pos", type=int, default=8, help="N_B, non-local positives per query")
+    p.add_argument("--n-neg", type=int, default=256, help="N_R, negatives per query")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda …")
+    p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0: its default)")
+
+
+def _anlcl_main(args) -> int:
+    from anlcl_lite.objective import NotImplementedObjective
+    from derain_edge.checkpoint import CheckpointError
+
+    if not args.clean:
+        return _fail("give clean photos with --clean DIR (stage 1 renders rain over them; the discriminator's real domain)")
+    if args.iters > 0 and not args.rainy:
+        return _fail("give real rainy images with --rainy DIR for the unsupervised stage (or --iters 0)")
+    if args.batch < 1 or args.patch < 32 or args.init_iters < 0 or args.iters < 0:
+        return _fail("--batch must be ≥ 1, --patch ≥ 32 and the iteration counts ≥ 0")
+    switch = {"adv": "adv", "layer": "layer", "self": "self_consistency", "location": "location", "asym": "asym", "sparse": "sparse"}
+    loss = {"objective": args.objective, "sampling": args.sampling, "loc_negatives": args.loc_negatives, "eta": args.eta,
+            "lam": args.lam, "delta": args.delta, "mu": args.mu, "sigma": args.sigma, "gamma": args.gamma, "tau": args.tau,
+            "n_query": args.n_query, "n_pos": args.n_pos, "n_neg": args.n_neg, **{switch[t]: False for t in args.off}}
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from anlcl_lite.train import AnlclTrainConfig, train
+
+    cfg = AnlclTrainConfig(
+        out=args.out, rainy=args.rainy, clean=args.clean, init_iters=args.init_iters, iters=args.iters, batch=args.batch,
+        patch=args.patch, lr=args.lr, init_lr=args.init_lr, seed=args.seed, width=args.width, blocks=args.blocks,
+        down=args.down, norm=args.norm, ndf=args.ndf, loss=loss, log_every=args.log_every, sample_every=args.sample_every,
+        ckpt_every=args.ckpt_every, device=args.device, amp=args.amp,
+    )
+    try:
+        result = train(cfg)
+    except NotImplementedObjective as e:
+        return _fail(str(e))
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; resume with the same command (checkpoint in {args.out})", file=sys.stderr)
+        return 130
+    if result["world"].main and result["rows"]:
+        print(f"step {result['step']}: objective {result['rows'][-1]['total']:.4f}; G_B weights in {args.out}/final.safetensors")
+    return 0
 
 
 _RESERVED = {

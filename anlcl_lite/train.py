@@ -1,0 +1,270 @@
+"""`derain-train anlcl`: two-stage training of ANLCL-lite without clean ground truth for the rainy images.
+
+Stage 1 (`init_iters`): both branches supervised on rendered pairs, L1(B, clean) + L1(R, rainy − clean).
+Stage 2 (`iters`): the full objective (objective.py) on real rainy crops; the discriminator sees unpaired clean
+photos as "real". Adam (lr 2e-4, β = (0.5, 0.999)) for G (both branches + contrast heads) and D, as CycleGAN/NLCL.
+
+Every batch and every random draw is a function of (seed, step), checkpoints are atomic and hold everything
+(weights, optimisers, momentum encoder, scalars), so a killed run resumes exactly. CUDA with AMP when available,
+data-parallel with torchrun (distributed.py). Outputs in --out: last.safetensors (resume state), stage1.safetensors
+and final.safetensors (G_B weights), scalars.csv, samples/step_*.png (O | B | R grids).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from derain_edge.checkpoint import load_checkpoint, save_checkpoint
+from derain_edge.files import atomic_write_text
+from derain_edge.imageio import write_image
+from derain_edge.pictures import grid, label
+
+from . import distributed
+from .data import Crops, load_folders
+from .discriminator import PatchDiscriminator
+from .generator import GeneratorConfig, LightGenerator
+from .objective import LossConfig, Objective
+from .sampling import StepRandom
+from .weights import save_weights
+
+log = logging.getLogger(__name__)
+
+LAST = "last.safetensors"
+STAGE1 = "stage1.safetensors"
+FINAL = "final.safetensors"
+
+
+@dataclass
+class AnlclTrainConfig:
+    out: str
+    rainy: list[str] = field(default_factory=list)
+    clean: list[str] = field(default_factory=list)
+    init_iters: int = 1000
+    iters: int = 5000
+    batch: int = 4
+    patch: int = 128
+    lr: float = 2e-4
+    init_lr: float = 1e-3
+    seed: int = 0
+    width: int = 24
+    blocks: int = 4
+    down: bool = False
+    norm: str = "instance"
+    ndf: int = 64
+    loss: dict = field(default_factory=dict)  # LossConfig fields (objective, switches, weights, sampling …)
+    log_every: int = 10
+    sample_every: int = 500
+    ckpt_every: int = 100
+    device: str = "auto"
+    amp: bool = False
+
+    # settings a resumed run must keep (they change what the run computes)
+    FIXED = ("rainy", "clean", "init_iters", "batch", "patch", "lr", "init_lr", "seed", "width", "blocks", "down",
+             "norm", "ndf", "loss")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but PyTorch sees no CUDA GPU")
+    return torch.device(name)
+
+
+class Models(nn.Module):
+    """Everything trainable in one module (device moves, checkpoints)."""
+
+    def __init__(self, cfg: AnlclTrainConfig):
+        super().__init__()
+        gcfg = GeneratorConfig(cfg.width, cfg.blocks, cfg.down, cfg.norm)
+        self.g_b = LightGenerator(gcfg, "image")
+        self.g_r = LightGenerator(gcfg, "rain")
+        self.d = PatchDiscriminator(cfg.ndf)
+        self.loss_cfg = LossConfig.from_dict({**LossConfig().to_dict(), **cfg.loss})
+        self.objective = Objective(self.loss_cfg, self.g_b, self.d)
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return list(self.g_b.parameters()) + list(self.g_r.parameters()) + self.objective.generator_parameters()
+
+
+def build(cfg: AnlclTrainConfig, device: torch.device) -> tuple[Models, dict[str, torch.optim.Optimizer]]:
+    torch.manual_seed(cfg.seed)
+    models = Models(cfg).to(device)
+    opts = {
+        "init": torch.optim.Adam(list(models.g_b.parameters()) + list(models.g_r.parameters()), lr=cfg.init_lr),
+        "g": torch.optim.Adam(models.generator_parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
+        "d": torch.optim.Adam(models.d.parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
+    }
+    return models, opts
+
+
+def init_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, world: distributed.World, scaler, amp: bool):
+    """Stage 1: supervised decomposition on rendered pairs; gradients left in .grad (averaged over processes)."""
+    with torch.autocast(rainy.device.type, enabled=amp):
+        b, r = models.g_b(rainy), models.g_r(rainy)
+        loss = F.l1_loss(b.float(), clean) + F.l1_loss(r.float(), rainy - clean)
+    scaler.scale(loss).backward()
+    distributed.average_gradients(list(models.g_b.parameters()) + list(models.g_r.parameters()), world)
+    return loss.detach(), {"init_l1": loss.detach()}, b.detach(), r.detach()
+
+
+def generator_gradients(models: Models, rainy: torch.Tensor, rand: StepRandom, world: distributed.World, scaler, amp: bool):
+    """Stage 2, generator side: L_G (objective.py) backward with D frozen; gradients averaged over processes."""
+    models.d.requires_grad_(False)
+    try:
+        with torch.autocast(rainy.device.type, enabled=amp):
+            total, terms, b, r = models.objective.generator_loss(models.g_b, models.g_r, models.d, rainy, rand)
+        scaler.scale(total).backward()
+    finally:
+        models.d.requires_grad_(True)
+    distributed.average_gradients(models.generator_parameters(), world)
+    return total.detach(), {k: v.detach() for k, v in terms.items()}, b.detach(), r.detach()
+
+
+def discriminator_gradients(models: Models, clean: torch.Tensor, b: torch.Tensor, world: distributed.World, scaler, amp: bool):
+    with torch.autocast(clean.device.type, enabled=amp):
+        loss = Objective.discriminator_loss(models.d, clean, b)
+    scaler.scale(loss).backward()
+    distributed.average_gradients(list(models.d.parameters()), world)
+    return loss.detach()
+
+
+def _sample_grid(o: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> np.ndarray:
+    """Rows of O | B | R (R shown as |R|×3 so faint streaks are visible)."""
+    def rgb(t):
+        return (t.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
+
+    rows = [[label(rgb(o[i]), "O"), label(rgb(b[i]), "B"), label(rgb((r[i].abs() * 3)), "|R| x3")] for i in range(min(4, len(o)))]
+    return grid(rows, tile_width=max(128, o.shape[-1]))
+
+
+def _check_resume(cfg: AnlclTrainConfig, stored: dict) -> None:
+    now = dataclasses.asdict(cfg)
+    diffs = [f"{k}: checkpoint {stored.get(k)!r} vs now {now[k]!r}" for k in AnlclTrainConfig.FIXED if stored.get(k) != now[k]]
+    if diffs:
+        raise ValueError(f"{cfg.out} holds a run with different settings ({'; '.join(diffs)}); "
+                         "resume with the same settings or choose another --out")
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    first = ["step", "stage", "seconds"]
+    keys = first + sorted({k for row in rows for k in row} - set(first))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Runs (or resumes) training; returns {"rows": scalars, "step": last step}. `stop_after` ends the call after
+    that many steps of this call (tests)."""
+    device = pick_device(cfg.device)
+    world = distributed.setup(device.type)
+    if device.type == "cuda" and world.enabled:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    amp = cfg.amp and device.type == "cuda"
+    out = Path(cfg.out)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+    models, opts = build(cfg, device)
+    scalers = {k: torch.amp.GradScaler("cuda", enabled=amp) for k in opts}
+    step, rows = 0, []
+    if (out / LAST).exists():
+        meta = load_checkpoint(out / LAST, {"models": models}, opts)
+        _check_resume(cfg, meta["config"])
+        step, rows = meta["step"], meta["rows"]
+        for k, state in meta.get("scalers", {}).items():
+            if amp and state:
+                scalers[k].load_state_dict(state)
+        if world.main:
+            log.info("resuming %s from step %d", out / LAST, step)
+
+    patch_min = cfg.patch
+    clean = load_folders(cfg.clean, patch_min, "clean")
+    rainy = load_folders(cfg.rainy, patch_min, "rainy") if cfg.iters > 0 else []
+    crops = Crops(rainy, clean, cfg.patch, cfg.seed)
+    share = world.share(cfg.batch)
+    total_steps = cfg.init_iters + cfg.iters
+    if world.main:
+        log.info("ANLCL-lite %s: %d clean photos, %d rainy images; %d init + %d unsupervised steps; device %s, %d process(es)",
+                 models.loss_cfg.objective, len(clean), len(rainy), cfg.init_iters, cfg.iters, device, world.size)
+    config_json = dataclasses.asdict(cfg)
+
+    def checkpoint():
+        if not world.main:
+            return
+        scaler_states = {k: (s.state_dict() if s.is_enabled() else {}) for k, s in scalers.items()}
+        save_checkpoint(out / LAST, {"models": models}, opts,
+                        {"step": step, "config": config_json, "rows": rows, "scalers": scaler_states})
+        if rows:
+            _write_csv(out / "scalars.csv", rows)
+
+    bar = tqdm(total=total_steps, initial=step, desc=f"ANLCL-lite {models.loss_cfg.objective}", unit="it",
+               dynamic_ncols=True, disable=not (progress and world.main))
+    acc: dict[str, float] = {}
+    count, t0, t_ckpt, done = 0, time.time(), time.time(), 0
+    models.train()
+    while step < total_steps and (stop_after is None or done < stop_after):
+        stage = 1 if step < cfg.init_iters else 2
+        for opt in opts.values():
+            opt.zero_grad(set_to_none=True)
+        if stage == 1:
+            rainy_b, clean_b = (t.to(device) for t in crops.synthetic(step, share))
+            loss, terms, b, r = init_gradients(models, rainy_b, clean_b, world, scalers["init"], amp)
+            scalers["init"].step(opts["init"])
+            scalers["init"].update()
+        else:
+            s2 = step - cfg.init_iters
+            rainy_b, clean_b = (t.to(device) for t in crops.unpaired(s2, share))
+            rand = StepRandom(cfg.seed, s2, cfg.batch, share.start, len(share), device)
+            loss, terms, b, r = generator_gradients(models, rainy_b, rand, world, scalers["g"], amp)
+            scalers["g"].step(opts["g"])
+            scalers["g"].update()
+            opts["d"].zero_grad(set_to_none=True)
+            terms["d"] = discriminator_gradients(models, clean_b, b, world, scalers["d"], amp)
+            scalers["d"].step(opts["d"])
+            scalers["d"].update()
+            if models.objective.layer is not None:
+                models.objective.layer.momentum_update(models.d)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; last good checkpoint: {out / LAST}")
+        step += 1
+        done += 1
+        bar.update(1)
+        for k, v in {"total": loss, **terms}.items():
+            acc[k] = acc.get(k, 0.0) + float(v)
+        count += 1
+        boundary = step == cfg.init_iters or step == total_steps
+        if step % cfg.log_every == 0 or boundary:
+            row = {"step": step, "stage": stage, "seconds": round((time.time() - t0) / count, 4)}
+            row.update({k: round(v / count, 6) for k, v in acc.items()})
+            rows.append(row)
+            bar.set_postfix(loss=f"{row['total']:.4f}", stage=stage)
+            acc, count, t0 = {}, 0, time.time()
+        if world.main and (step % cfg.sample_every == 0 or boundary):
+            write_image(out / "samples" / f"step_{step:07d}.png", _sample_grid(rainy_b, b, r))
+        if world.main and step == cfg.init_iters:
+            save_weights(models.g_b, out / STAGE1, {"step": step, "stage": 1})
+        if step % cfg.ckpt_every == 0 or boundary or time.time() - t_ckpt > 300:
+            checkpoint()
+            t_ckpt = time.time()
+    bar.close()
+    checkpoint()
+    if world.main and step == total_steps:
+        save_weights(models.g_b, out / FINAL, {"step": step, "objective": models.loss_cfg.objective,
+                                               "config": {k: config_json[k] for k in AnlclTrainConfig.FIXED}})
+    distributed.barrier(world)
+    return {"rows": rows, "step": step, "world": world}
