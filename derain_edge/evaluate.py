@@ -65,9 +65,23 @@ def _lpnet_default() -> Path:
     return shipped_weights_path()
 
 
+def _anlcl_load(weights: Path | None):
+    import anlcl_lite
+
+    return anlcl_lite.load_pretrained(weights)
+
+
+def _anlcl_default() -> Path:
+    from anlcl_lite.weights import shipped_weights_path
+
+    return shipped_weights_path()
+
+
 # Add a model by adding an entry (e.g. "anlcl": ModelEntry(...)); --model's choices and messages follow this table.
 MODELS: dict[str, ModelEntry] = {
     "lpnet": ModelEntry(_lpnet_load, _lpnet_default, "LPNet (Fu et al. 2019), 7,548 parameters"),
+    "anlcl": ModelEntry(_anlcl_load, _anlcl_default,
+                        "ANLCL-lite image branch G_B, trained without clean ground truth (docs/anlcl.md), 43,371 parameters"),
 }
 
 
