@@ -1,0 +1,337 @@
+"""TFLite / LiteRT target: one ``.tflite`` per frame size, fp32, fp16, int16x8 or full int8, checked in LiteRT.
+
+Route (../shared/TOOLCHAIN.md §5b–c): PyTorch → ONNX at a fixed size (``export.onnx_export.torch_to_onnx``) →
+onnx2tf → TensorFlow SavedModel → ``tf.lite.TFLiteConverter.from_saved_model`` with per-precision options:
+
+=========  ===========================================================  =========================================
+precision  converter options                                             I/O
+=========  ===========================================================  =========================================
+fp32       none                                                          float32
+fp16       Optimize.DEFAULT + supported_types=[float16] (fp16 weights)   float32 (weights dequantized at load/GPU)
+int16x8    Optimize.DEFAULT + representative dataset +                   float32 (quantize/dequantize inside), so
+           EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8   it is a drop-in for the fp32 file
+int8       Optimize.DEFAULT + representative dataset + TFLITE_BUILTINS_  int8 in and out (what NPUs/DSPs and the
+           INT8, inference_input/output_type=int8                        Edge TPU want); scale/zero-point recorded
+=========  ===========================================================  =========================================
+
+No converter here keeps a dynamic H×W (onnx2tf fails on it, and resizing a static file's input fails in XNNPACK),
+hence one file per size. onnx2tf quirks handled here: it rewrites its input ``.onnx`` in place and downloads a sample
+calibration array from GitHub for its own output check, so it runs in a temporary folder on a private copy with a
+local stand-in array; its input becomes NHWC while the output layout varies, so layouts are read back from the
+interpreter and recorded in the I/O entries.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from derain_edge.files import atomic_write_bytes
+
+from .artifact import Exported
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int16x8", "int8")
+NEEDS_CALIB = ("int16x8", "int8")
+_ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
+MAX_CALIB = 64  # representative-dataset frames used per size (more only slows the converter)
+
+
+class TFLiteExportError(ValueError):
+    """Bad arguments or a failed conversion step, with the reason."""
+
+
+def _require(module: str):
+    from .formats import require
+
+    return require(module, "tflite")
+
+
+def _check_sizes(sizes) -> list[tuple[int, int]]:
+    if not sizes:
+        raise TFLiteExportError("TFLite needs at least one fixed size (H, W): no converter keeps a dynamic H×W")
+    out = []
+    for s in sizes:
+        try:
+            h, w = (int(v) for v in s)
+        except (TypeError, ValueError):
+            raise TFLiteExportError(f"size {s!r} is not a (height, width) pair") from None
+        if h < 1 or w < 1:
+            raise TFLiteExportError(f"size {h}x{w}: height and width must be positive")
+        if (h, w) not in out:
+            out.append((h, w))
+    return out
+
+
+def _check_calib(calib, precision: str) -> np.ndarray | None:
+    if precision not in NEEDS_CALIB:
+        return None
+    if calib is None:
+        raise TFLiteExportError(f"TFLite {precision} needs calibration images (N×3×H×W float32 RGB in [0, 1]) for "
+                                "its representative dataset; pass --calib or let the exporter synthesize them")
+    calib = np.asarray(calib)
+    if calib.ndim != 4 or calib.shape[1] != 3 or calib.shape[0] < 1:
+        raise TFLiteExportError(f"calibration images must be N×3×H×W RGB, got shape {calib.shape}")
+    if not np.issubdtype(calib.dtype, np.floating) or not np.isfinite(calib).all():
+        raise TFLiteExportError(f"calibration images must be finite floats in [0, 1], got {calib.dtype}")
+    if calib.min() < -1e-3 or calib.max() > 1 + 1e-3:
+        raise TFLiteExportError(f"calibration images must be in [0, 1], got [{calib.min():.3g}, {calib.max():.3g}] "
+                                "(0–255 images? divide by 255)")
+    return calib.astype(np.float32)
+
+
+def fit_calibration(calib: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Calibration frames at `size` as NHWC: centre crops when large enough (keeps the rain's scale), else resized."""
+    import cv2
+
+    h, w = size
+    out = []
+    for img in calib[:MAX_CALIB].transpose(0, 2, 3, 1):
+        ih, iw = img.shape[:2]
+        if ih < h or iw < w:  # upscale just enough to cover, then crop
+            s = max(h / ih, w / iw)
+            img = cv2.resize(img, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_LINEAR)
+            ih, iw = img.shape[:2]
+        y, x = (ih - h) // 2, (iw - w) // 2
+        out.append(np.clip(img[y:y + h, x:x + w], 0.0, 1.0))
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def unshare_conv_biases(onnx_path: Path) -> int:
+    """Gives every Conv/ConvTranspose its own bias initializer; returns how many copies were made.
+
+    Why: LPNet reuses one block's weights across its recursions (eq. 3), so the ONNX graph feeds one bias initializer
+    to several convolutions. TFLite's int16x8 quantizer keeps such a bias as ONE int64 tensor quantized with the
+    first consumer's input scale, and every later recursion (whose input scale differs) then adds a bias that is off
+    by the ratio of the scales: 24–28 dB instead of > 60 dB on LPNet (docs/export_mobile.md). The int8 quantizer
+    duplicates biases itself. Each copy is nudged by k float32 ulps so that no constant de-duplication can merge
+    them again; a numerically irrelevant change (≤ 1e-7 relative).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(onnx_path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    seen: dict[str, int] = {}
+    copies = 0
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3 or node.input[2] not in inits:
+            continue
+        name = node.input[2]
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        if k == 0:
+            continue
+        value = numpy_helper.to_array(inits[name]).astype(np.float32)
+        for _ in range(k):
+            value = np.nextafter(value, np.float32(np.inf), dtype=np.float32)
+        copy = numpy_helper.from_array(value, f"{name}__use{k}")
+        proto.graph.initializer.append(copy)
+        node.input[2] = copy.name
+        copies += 1
+    if copies:
+        onnx.save_model(proto, str(onnx_path))
+    return copies
+
+
+def to_saved_model(model, size: tuple[int, int], work: Path) -> Path:
+    """PyTorch → fixed-size ONNX → onnx2tf SavedModel inside `work`; returns the SavedModel folder."""
+    from .onnx_export import torch_to_onnx
+
+    onnx2tf = _require("onnx2tf")
+    work = Path(work)
+    onnx_path = torch_to_onnx(model, work / "model.onnx", size=size)  # a private file: onnx2tf rewrites it in place
+    unshare_conv_biases(onnx_path)
+    # onnx2tf's output check loads this from the working folder or downloads it from GitHub: give it a local one
+    np.save(work / _ONNX2TF_SAMPLE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+    saved = work / "saved_model"
+    chatter = io.StringIO()
+    try:
+        with contextlib.chdir(work), contextlib.redirect_stdout(chatter):
+            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved), non_verbose=True)
+    except Exception as e:
+        tail = "\n".join(chatter.getvalue().strip().splitlines()[-5:])
+        raise TFLiteExportError(f"onnx2tf failed at {size[0]}x{size[1]}: {type(e).__name__}: {e}\n{tail}") from e
+    if not (saved / "saved_model.pb").is_file():
+        raise TFLiteExportError(f"onnx2tf wrote no SavedModel at {size[0]}x{size[1]}:\n{chatter.getvalue()[-800:]}")
+    return saved
+
+
+def convert_saved_model(saved: Path, precision: str, calib_nhwc: np.ndarray | None) -> bytes:
+    """SavedModel → .tflite bytes with the converter options of `precision` (table in the module docstring)."""
+    tf = _require("tensorflow")
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision in NEEDS_CALIB:
+        frames = calib_nhwc
+
+        def representative():
+            for frame in frames:
+                yield [frame[None]]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        if precision == "int16x8":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        else:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+    elif precision != "fp32":
+        raise TFLiteExportError(f"TFLite precision must be one of {PRECISIONS}, got {precision!r}")
+    try:
+        return conv.convert()
+    except Exception as e:
+        raise TFLiteExportError(f"TFLiteConverter ({precision}) failed: {type(e).__name__}: {e}") from e
+
+
+def _interpreter(path: Path, threads: int | None = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    return it
+
+
+def _layout(shape, size) -> str:
+    h, w = size
+    shape = [int(v) for v in shape]
+    if shape == [1, 3, h, w]:
+        return "NCHW"
+    if shape == [1, h, w, 3]:
+        return "NHWC"
+    raise TFLiteExportError(f"unexpected TFLite tensor shape {shape} for a {h}x{w} RGB frame")
+
+
+def _io_entry(detail: dict, size, name: str) -> dict:
+    dtype = np.dtype(detail["dtype"]).name
+    entry = {"name": name, "tensor": detail["name"], "shape": [int(v) for v in detail["shape"]], "dtype": dtype,
+             "layout": _layout(detail["shape"], size), "value_range": [0.0, 1.0], "color": "RGB"}
+    scale, zero = detail["quantization"]
+    if dtype in ("int8", "uint8", "int16"):
+        # real value = scale * (q - zero_point); value_range stays the real [0, 1] pixel range
+        entry["quantization"] = {"scale": float(scale), "zero_point": int(zero)}
+    return entry
+
+
+def tensor_dtypes(path: Path) -> dict[str, int]:
+    """Counts of tensor dtypes in the model (what proves a file is really quantized)."""
+    it = _interpreter(path)
+    counts: dict[str, int] = {}
+    for t in it.get_tensor_details():
+        name = np.dtype(t["dtype"]).name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """Builtin op counts of the flatbuffer (QUANTIZE/DEQUANTIZE show where a model leaves integer arithmetic)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=False)
+    counts: dict[str, int] = {}
+    for op in it._get_ops_details():  # noqa: SLF001 (LiteRT has no public op listing)
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
+
+
+def make_runner(path: Path, size: tuple[int, int], threads: int | None = None):
+    """NCHW float32 [0, 1] → LiteRT (layouts and int8 quantization handled) → NCHW float32 [0, 1]."""
+    it = _interpreter(path, threads)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    in_layout, out_layout = _layout(inp["shape"], size), _layout(out["shape"], size)
+
+    def quantize(x, detail):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(size):
+            raise ValueError(f"{path.name} takes N×3×{size[0]}×{size[1]} frames, got shape {x.shape}")
+        outs = []
+        for frame in x:
+            f = frame[None] if in_layout == "NCHW" else frame.transpose(1, 2, 0)[None]
+            f = quantize(f, inp) if np.issubdtype(inp["dtype"], np.integer) else f.astype(inp["dtype"])
+            it.set_tensor(inp["index"], np.ascontiguousarray(f))
+            it.invoke()
+            y = it.get_tensor(out["index"])
+            if np.issubdtype(out["dtype"], np.integer):
+                scale, zero = out["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            y = y[0] if out_layout == "NCHW" else y[0].transpose(2, 0, 1)
+            outs.append(np.clip(y.astype(np.float32), 0.0, 1.0))
+        return np.stack(outs)
+
+    return run
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("torch", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert"):
+        try:
+            out[dist] = md.version(dist).split("+")[0]
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]],
+                  calib: np.ndarray | None) -> list[Exported]:
+    """One ``<stem>_<precision>_<H>x<W>.tflite`` per size (``_<precision>`` only added when the stem lacks it)."""
+    if precision not in PRECISIONS:
+        raise TFLiteExportError(f"TFLite precision must be one of {PRECISIONS}, got {precision!r}")
+    sizes = _check_sizes(sizes)
+    calib = _check_calib(calib, precision)
+    _require("tensorflow")
+    _require("onnx2tf")
+    _require("ai_edge_litert")
+    out_dir = Path(out_dir)
+    base = stem if stem.endswith(f"_{precision}") else f"{stem}_{precision}"
+    results = []
+    for size in tqdm(sizes, desc=f"tflite {precision}", unit="size", leave=False):
+        t0 = time.perf_counter()
+        frames = fit_calibration(calib, size) if calib is not None else None
+        with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:
+            saved = to_saved_model(model, size, Path(work))
+            data = convert_saved_model(saved, precision, frames)
+        final = out_dir / f"{base}_{size[0]}x{size[1]}.tflite"
+        atomic_write_bytes(final, data)
+        try:
+            it = _interpreter(final)
+        except Exception as e:  # e.g. a shape the kernels cannot prepare: do not leave a file that does not run
+            final.unlink(missing_ok=True)
+            raise TFLiteExportError(f"LiteRT cannot run the converted model at {size[0]}x{size[1]}: {e}") from e
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        extra = {"tflite": {
+            "converter": "onnx2tf → tf.lite.TFLiteConverter.from_saved_model",
+            "io_dtype": np.dtype(inp["dtype"]).name,
+            "tensor_dtypes": tensor_dtypes(final),
+            "calibration_frames": None if frames is None else int(len(frames)),
+            "delegates": "XNNPACK (CPU) by default; GPU delegate takes fp32/fp16 files; NNAPI/Hexagon/Edge TPU want int8",
+        }}
+        if precision == "int16x8":
+            extra["tflite"]["scheme"] = "int16 activations, int8 weights, float32 I/O"
+        elif precision == "int8":
+            extra["tflite"]["scheme"] = "int8 activations and weights (per-channel), int8 I/O"
+        elif precision == "fp16":
+            extra["tflite"]["scheme"] = "float16 weights, float32 compute on CPU, float32 I/O"
+        results.append(Exported(
+            path=final, target="tflite", format="tflite", precision=precision,
+            inputs=[_io_entry(inp, size, "rainy")], outputs=[_io_entry(out, size, "derained")],
+            sizes=[list(size)], versions=versions(), runner=make_runner(final, size), extra=extra,
+        ))
+        log.info("tflite %s %dx%d: %s (%.1f s)", precision, *size, final, time.perf_counter() - t0)
+    return results
