@@ -1,4 +1,12 @@
-"""The shared OpenCV runtime (Derainer over every backend, camera sources, derain-run, derain-bench).
+"""The shared OpenCV runtime: one Derainer over every backend, camera/video sources, sinks, derain-run, derain-bench.
 
-Built by the runtime issue; nothing here yet.
+    from runtime import Derainer
+    clean_bgr = Derainer("exports/lpnet_fp32.onnx")(frame_bgr)
+
+See docs/runtime.md.
 """
+from .derainer import AsyncDerainer, Derainer
+from .errors import BackendError, ImageError, SinkError, SourceError
+from .stabilize import TemporalStabilizer
+
+__all__ = ["AsyncDerainer", "BackendError", "Derainer", "ImageError", "SinkError", "SourceError", "TemporalStabilizer"]

@@ -1,0 +1,149 @@
+"""derain-run: derain a camera, stream, video or images live, or play the bundled demo.
+
+    derain-run demo                                   # synthetic rain over a moving scene, in a window
+    derain-run demo out.mp4 --headless                # the same, written to a video
+    derain-run 0                                      # webcam, rainy | derained side by side
+    derain-run rtsp://cam/stream out/ --headless      # an IP camera to a folder of frames
+    derain-run clip.mp4 clean.mp4 --headless --model exports/lpnet_fp32.onnx --view derained
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import sys
+
+from derain_edge.files import atomic_write_text
+
+from .errors import RuntimeErrorBase
+from .stream import VIEWS
+
+PROG = "derain-run"
+DEMO_FRAMES = 150
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' (W×H, as cameras are specified) → (H, W)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT like 640x480, got '{text}'")
+    return int(m.group(2)), int(m.group(1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.split("\n")[2:]))
+    p.add_argument("source", metavar="SOURCE",
+                   help="demo | camera index | /dev/videoN | v4l2://… | csi://N | rtsp://… | video | image | folder | glob")
+    p.add_argument("sink", metavar="SINK", nargs="?",
+                   help="display://0 (default) | out.mp4 / out.avi / out.mkv | out.png | folder/")
+    p.add_argument("--model", default=None, metavar="ARTIFACT",
+                   help="weights (.safetensors), an exported artifact (.onnx, .tflite, .engine, .mlpackage, Jetson "
+                        "bundle folder) or a model name (default: the shipped LPNet weights)")
+    p.add_argument("--backend", default="auto", help="auto | pytorch | onnxruntime | openvino | opencv | tflite | "
+                                                     "coreml | tensorrt (default: %(default)s)")
+    p.add_argument("--precision", default=None, help="pick a precision from a Jetson bundle (fp16, int8)")
+    p.add_argument("--view", default="side-by-side", choices=VIEWS, help="(default: %(default)s)")
+    p.add_argument("--headless", action="store_true", help="no window (write to SINK only, or nothing)")
+    p.add_argument("--no-overlay", action="store_true", help="don't draw FPS/latency/dropped counters")
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help=f"stop after N frames (demo default {DEMO_FRAMES}; 0 = no limit)")
+    p.add_argument("--size", type=parse_size, default=None, metavar="WxH",
+                   help="demo frame size (default 320x240) / camera resolution to request")
+    p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the source's, or 30)")
+    p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="STRENGTH",
+                   help="temporal stabilisation for fixed cameras (default strength when given: 0.6)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap for fixed-size artifacts (px)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all available cores)")
+    p.add_argument("--retries", type=int, default=10, help="reconnect attempts when a live stream drops")
+    p.add_argument("--seed", type=int, default=0, help="demo seed")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the run's counters and timings as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.frames is not None and args.frames < 0:
+        return _fail("--frames must be ≥ 0")
+    if args.stabilize and not 0 < args.stabilize < 1:
+        return _fail("--stabilize strength must be in (0, 1)")
+    try:
+        return _run(args)
+    except (RuntimeErrorBase, ValueError, FileNotFoundError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted; output finalized", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from tqdm import tqdm
+
+    from .derainer import Derainer
+    from .reader import FrameReader
+    from .sinks import DisplaySink, open_sink
+    from .sources import open_source, parse_source
+    from .stream import run_stream
+
+    spec = parse_source(args.source)
+    limit = args.frames
+    if spec.kind == "demo":
+        demo_frames = DEMO_FRAMES if limit is None else (limit or None)
+        source = open_source(spec, frames=demo_frames, size=args.size or (240, 320), seed=args.seed)
+    elif spec.kind == "camera" and args.size:
+        source = open_source(spec, height=args.size[0], width=args.size[1])
+    else:
+        source = open_source(spec)
+    derainer = Derainer(args.model, args.backend, precision=args.precision, threads=args.threads,
+                        overlap=args.overlap, stabilize=args.stabilize)
+    reader = FrameReader(source, max_retries=args.retries, max_frames=limit or None)
+    sink = None
+    try:
+        fps = args.fps or (source.fps if source.fps and source.fps > 0 else 30.0)
+        sink = open_sink(args.sink, fps=fps, headless=args.headless)
+    finally:
+        if sink is None:
+            reader.stop()
+    _forward_sigterm()
+    total = source.count if limit is None else min(limit, source.count or limit) if limit else source.count
+    bar = None if isinstance(sink, DisplaySink) else tqdm(total=total, unit="frame", desc=PROG, disable=None)
+    try:
+        stats = run_stream(derainer, reader, sink, view=args.view, overlay=not args.no_overlay, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = {"source": args.source, "sink": args.sink, "backend": derainer.backend, **stats.summary()}
+    if args.json:
+        atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps, {derainer.backend}); "
+          f"dropped {stats.dropped}, corrupt {stats.corrupt}, reconnects {stats.reconnects}"
+          + (f"; wrote {args.sink}" if args.sink and stats.frames else ""), file=sys.stderr)
+    if stats.ended.startswith(("lost", "error")):
+        return _fail(f"source {args.source}: {stats.ended}")
+    if stats.frames == 0:
+        return _fail(f"source {args.source}: no usable frames ({stats.corrupt} corrupt)")
+    return 0
+
+
+def _forward_sigterm() -> None:
+    """SIGTERM (systemd, docker stop) ends the run like Ctrl-C: output finalized, exit 130."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

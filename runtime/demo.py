@@ -1,0 +1,62 @@
+"""The bundled demo source: fresh rain from our synthesizer over a slowly panned dead-leaves scene, so
+``derain-run demo`` shows something on any machine — no camera, no download.
+
+The scene is one wide dead-leaves panorama (``derain_edge.scenes``); a window pans across it and back
+(ping-pong), and every frame gets its own rain (``derain_edge.rain.render_rain``, seeded per frame, so the demo is
+reproducible). ``pan=0`` keeps the camera still (what the temporal stabiliser is meant for).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from derain_edge.rain import RainConfig, render_rain
+from derain_edge.scenes import dead_leaves
+
+from .sources import Source
+
+
+class DemoSource(Source):
+    """frames: how many frames before it ends (None = forever); size: (H, W); pan: pixels per frame."""
+
+    live = False
+
+    def __init__(self, frames: int | None = 150, size: tuple[int, int] = (240, 320), pan: float = 2.0,
+                 seed: int = 0, rain: RainConfig | None = None, fps: float = 30.0):
+        h, w = (int(v) for v in size)
+        if h < 8 or w < 8:
+            raise ValueError(f"demo frames must be at least 8×8, got {w}×{h}")
+        if frames is not None and frames < 1:
+            raise ValueError(f"demo needs at least one frame, got {frames}")
+        self.size = (h, w)
+        self.frames = frames
+        self.count = frames
+        self.pan = float(pan)
+        self.seed = int(seed)
+        self.fps = float(fps)
+        self.rain = rain or RainConfig.heavy(scale=max(0.5, h / 320.0))
+        rng = np.random.default_rng(self.seed)
+        self.panorama = dead_leaves(h, int(w * 2), rng)  # RGB uint8
+        self.pos = 0
+        self.clean: np.ndarray | None = None  # the clean BGR view behind the last frame (for tests and overlays)
+
+    def open(self) -> None:
+        self.pos = 0
+
+    def view(self, i: int) -> np.ndarray:
+        """The clean RGB scene window of frame i."""
+        h, w = self.size
+        span = self.panorama.shape[1] - w
+        x = int(round(i * self.pan)) % (2 * span) if span > 0 and self.pan else 0
+        x = 2 * span - x if x > span else x  # ping-pong
+        return self.panorama[:, x:x + w]
+
+    def read(self) -> np.ndarray | None:
+        if self.frames is not None and self.pos >= self.frames:
+            return None
+        i = self.pos
+        self.pos += 1
+        clean = self.view(i)
+        rng = np.random.default_rng((self.seed, i))
+        rainy = render_rain(clean.astype(np.float32) / 255.0, rng, self.rain)
+        self.clean = np.ascontiguousarray(clean[:, :, ::-1])
+        return np.ascontiguousarray((np.round(rainy * 255.0).astype(np.uint8))[:, :, ::-1])
