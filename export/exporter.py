@@ -271,8 +271,8 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
 
     for fmt, precision in jobs:
         with steps.step(f"{fmt.name} {precision}"):
+            func = functions[fmt.name]
             try:
-                func = functions[fmt.name]
                 kwargs = {"opset": request.opset} if "opset" in inspect.signature(func).parameters else {}
                 exported = func(model, request.out, request.model, precision, _sizes_for(fmt, request), calib,
                                 **kwargs)
@@ -284,8 +284,8 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
                 continue
             for exp in exported:
                 try:
-                    report.results.append(_check_one(exp, fmt, request, reference, pairs, val_source, weights_sha,
-                                                     calib_summary, write_sidecar, progress, write))
+                    report.results.append(_check_one(exp, fmt, func, request, model, calib, reference, pairs,
+                                                     val_source, weights_sha, calib_summary, progress, write))
                 except BaseException:
                     _remove_artifact(exp)  # interrupted or crashed mid-measurement: no artifact without checks
                     raise
@@ -293,16 +293,61 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
     return report
 
 
-def _check_one(exp: Exported, fmt, request, reference, pairs, val_source, weights_sha, calib_summary,
-               write_sidecar, progress, write) -> Result:
+def _measure(exp: Exported, reference, pairs, val_source, progress):
     from . import cost as C
 
-    parity = cost = None
-    if exp.runner is not None:
-        size = C.PARITY_SIZE if exp.sizes == "dynamic" else tuple(exp.sizes[0])
-        parity = C.parity(exp.runner, reference, size)
-        cost = C.measure(exp.runner, reference, pairs, exp.sizes, val_source, progress=progress)
+    if exp.runner is None:
+        return None, None
+    size = C.PARITY_SIZE if exp.sizes == "dynamic" else tuple(exp.sizes[0])
+    return C.parity(exp.runner, reference, size), C.measure(exp.runner, reference, pairs, exp.sizes, val_source,
+                                                            progress=progress)
+
+
+SENSITIVITY_PAIRS = 8  # validation pairs used by each sensitivity probe (the final check uses all of them)
+
+
+def _recover_int8(exp: Exported, func, request, model, calib, reference, pairs, write) -> tuple[Exported | None, dict]:
+    """INT8 missed its limit: find the sensitive layers, re-export with them in float (see export.sensitivity)."""
+    from . import cost as C
+    from .onnx_export import fp32_onnx, ort_runner
+    from .sensitivity import find_exclusions
+
+    probe_pairs = pairs[:SENSITIVITY_PAIRS]
+
+    def drop_of(path):
+        return C.measure(ort_runner(path), reference, probe_pairs, "dynamic", "sensitivity")["psnr_y_drop_db"]
+
+    write(f"      {exp.target} int8 misses {F.MAX_DROP_DB['int8']} dB: per-layer sensitivity on {len(probe_pairs)} pairs")
+    sens = find_exclusions(fp32_onnx(model, request.opset), calib, drop_of, F.MAX_DROP_DB["int8"],
+                           log=lambda m: write(f"      {m}"))
+    report_path = request.out / f"{request.model}_{exp.target}_int8.sensitivity.json"
+    from derain_edge.files import atomic_write_text
+    import json
+
+    atomic_write_text(report_path, json.dumps(sens, indent=2) + "\n")
+    write(f"      sensitivity report: {report_path}")
+    if not sens["met"] or not sens["excluded"]:
+        return None, sens
+    kwargs = {"opset": request.opset} if "opset" in inspect.signature(func).parameters else {}
+    redone = func(model, request.out, request.model, "int8", _sizes_for(F.BY_NAME[exp.target], request), calib,
+                  nodes_to_exclude=sens["nodes_to_exclude"], **kwargs)
+    return next((e for e in redone if e.path == exp.path), None), sens
+
+
+def _check_one(exp: Exported, fmt, func, request, model, calib, reference, pairs, val_source, weights_sha,
+               calib_summary, progress, write) -> Result:
+    from .sidecar import write_sidecar
+
+    parity, cost = _measure(exp, reference, pairs, val_source, progress)
     ok, reason, limit = judge(exp.precision, cost, parity)
+    sens = None
+    if (not ok and exp.precision == "int8" and exp.sizes == "dynamic" and calib is not None
+            and "nodes_to_exclude" in inspect.signature(func).parameters):
+        redone, sens = _recover_int8(exp, func, request, model, calib, reference, pairs, write)
+        if redone is not None:
+            exp = redone
+            parity, cost = _measure(exp, reference, pairs, val_source, progress)
+            ok, reason, limit = judge(exp.precision, cost, parity)
     status = "ok" if ok else ("degraded" if request.allow_degraded else "failed")
     if exp.runner is None:
         status, reason = "unchecked", exp.skip_reason or "cannot run on this machine"
@@ -317,6 +362,9 @@ def _check_one(exp: Exported, fmt, request, reference, pairs, val_source, weight
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{k: v for k, v in exp.extra.items() if k != "companions"},
     }
+    if sens is not None:
+        data["sensitivity"] = {"baseline_drop_db": sens["baseline_drop_db"], "kept_in_float": sens["excluded"],
+                               "report": f"{request.model}_{exp.target}_int8.sensitivity.json"}
     if exp.runner is None:
         data["parity_skipped"] = reason
     if status == "degraded":
@@ -327,7 +375,8 @@ def _check_one(exp: Exported, fmt, request, reference, pairs, val_source, weight
               f"(--allow-degraded keeps it)")
         return Result(exp.target, exp.precision, None, "failed", reason, None, parity, cost, limit)
     sidecar = write_sidecar(exp.path, data)
-    return Result(exp.target, exp.precision, Path(exp.path), status, reason if status != "ok" else "", sidecar,
+    note = f"kept in float: {', '.join(sens['excluded'])}" if sens and sens["excluded"] and ok else ""
+    return Result(exp.target, exp.precision, Path(exp.path), status, reason if status != "ok" else note, sidecar,
                   parity, cost, limit)
 
 

@@ -223,7 +223,8 @@ def _copy_atomic(src: Path, dst: Path) -> Path:
 
 
 def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]] | None,
-                calib: np.ndarray | None = None, opset: int = 20) -> list[Exported]:
+                calib: np.ndarray | None = None, opset: int = 20,
+                nodes_to_exclude: list[str] | None = None) -> list[Exported]:
     """The `onnx` target: one FP32 ONNX, dynamic H×W when `sizes` is None/empty, else one file per size.
 
     FP16 computes in float16 behind float32 I/O (``to_fp16``); INT8 is the TensorRT-style Q/DQ model
@@ -250,13 +251,14 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
 
             if calib is None:
                 raise ValueError("int8 needs a calibration set")
-            quantize_qdq(fp32, final, calib)
+            quantize_qdq(fp32, final, calib, nodes_to_exclude=nodes_to_exclude)
         extra = {"opset": opset_of(final)}
         if precision == "int8":
             from .qdq import qdq_report
 
             extra["quantization"] = {"format": "QDQ", "activations": "int8 symmetric per-tensor",
-                                     "weights": "int8 symmetric per-channel", "bias": "float", **qdq_report(final)}
+                                     "weights": "int8 symmetric per-channel", "bias": "float",
+                                     "nodes_excluded": list(nodes_to_exclude or []), **qdq_report(final)}
         inputs, outputs = onnx_io(final)
         results.append(Exported(
             path=final, target="onnx", format="onnx", precision=precision, inputs=inputs, outputs=outputs,
