@@ -146,7 +146,10 @@ def _tensorrt_from_onnx(onnx_path: Path, sidecar: dict, precision: str, cache_di
         from export.tensorrt_build import build_engine
     except ImportError as e:
         raise BackendError(f"building TensorRT engines needs export.tensorrt_build ({e})") from e
-    engine = build_engine(onnx_path, precision, cache_dir / ".engines")
+    try:
+        engine = build_engine(onnx_path, precision, cache_dir / ".engines")
+    except (RuntimeError, ValueError, OSError) as e:
+        raise BackendError(f"{onnx_path}: building the TensorRT engine failed: {e}") from e
     return B.TensorRTBackend(engine, sidecar, precision)
 
 
