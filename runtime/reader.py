@@ -64,6 +64,7 @@ class FrameReader:
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._latest = None
+        self._ended = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._streak = 0  # reconnect attempts since the last good frame
@@ -81,9 +82,9 @@ class FrameReader:
         self.start()
         if self.latest_only:
             with self._cond:
-                if not self._cond.wait_for(lambda: self._latest is not None, timeout):
+                if not self._cond.wait_for(lambda: self._latest is not None or self._ended, timeout):
                     raise TimeoutError("no frame within the timeout")
-                item, self._latest = self._latest, (self._END if self._latest is self._END else None)
+                item, self._latest = (self._latest if self._latest is not None else self._END), None
         else:
             item = self._queue.get(timeout=timeout)
             if item is self._END:
@@ -123,7 +124,7 @@ class FrameReader:
     def _publish(self, item) -> None:
         if self.latest_only:
             with self._cond:
-                if self._latest is not None and self._latest is not self._END and item is not self._END:
+                if self._latest is not None:
                     self.stats.dropped += 1
                 self._latest = item
                 self._cond.notify_all()
@@ -168,7 +169,7 @@ class FrameReader:
     def _publish_end(self) -> None:
         if self.latest_only:
             with self._cond:
-                self._latest = self._END
+                self._ended = True  # the last frame, if not taken yet, is still delivered
                 self._cond.notify_all()
         else:
             try:
