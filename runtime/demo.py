@@ -15,6 +15,19 @@ from derain_edge.scenes import dead_leaves
 from .sources import Source
 
 
+def steady_rain(rng: np.random.Generator, scale: float = 1.0) -> RainConfig:
+    """A RainConfig whose ranges are single values drawn once: rain in a video keeps its direction, density and
+    brightness from frame to frame (only the streaks move); the synthesizer would otherwise redraw them per call."""
+    base = RainConfig.heavy()
+    fixed = {}
+    for name in ("angle", "density", "length", "width", "intensity", "motion_blur"):
+        lo, hi = getattr(base, name)
+        v = float(rng.uniform(lo, hi))
+        fixed[name] = (v, v)
+    fixed["density"] = (0.6 * fixed["density"][0],) * 2  # a little lighter than Rain100H's heaviest
+    return base.replace(**fixed, layers=(2, 2), veil_prob=0.0, drop_prob=0.0, scale=scale)
+
+
 class DemoSource(Source):
     """frames: how many frames before it ends (None = forever); size: (H, W); pan: pixels per frame."""
 
@@ -33,8 +46,8 @@ class DemoSource(Source):
         self.pan = float(pan)
         self.seed = int(seed)
         self.fps = float(fps)
-        self.rain = rain or RainConfig.heavy(scale=max(0.5, h / 320.0))
         rng = np.random.default_rng(self.seed)
+        self.rain = rain or steady_rain(rng, scale=max(0.5, h / 320.0))
         self.panorama = dead_leaves(h, int(w * 2), rng)  # RGB uint8
         self.pos = 0
         self.clean: np.ndarray | None = None  # the clean BGR view behind the last frame (for tests and overlays)
