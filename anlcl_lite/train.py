@@ -68,10 +68,11 @@ class AnlclTrainConfig:
     ckpt_every: int = 100
     device: str = "auto"
     amp: bool = False
+    init_from: str | None = None  # start both branches from this training checkpoint (e.g. another run's stage 1)
 
     # settings a resumed run must keep (they change what the run computes)
     FIXED = ("rainy", "clean", "init_iters", "batch", "patch", "lr", "init_lr", "seed", "width", "blocks", "down",
-             "norm", "ndf", "loss")
+             "norm", "ndf", "loss", "init_from")
 
 
 def pick_device(name: str) -> torch.device:
@@ -149,6 +150,37 @@ def _sample_grid(o: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> np.ndarra
     return grid(rows, tile_width=max(128, o.shape[-1]))
 
 
+def load_branches(path: str | Path, models: Models) -> int:
+    """Copies G_B and G_R from a training checkpoint (`last.safetensors` of another run) into `models`; returns the
+    step it was saved at. Lets several objectives start from the same stage-1 initialisation."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from derain_edge.checkpoint import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint: {e}") from e
+    if header.get("format") != "derain-edge/checkpoint":
+        raise CheckpointError(f"{path}: not a derain-edge training checkpoint")
+    for name in ("g_b", "g_r"):
+        prefix = f"models.{name}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            getattr(models, name).load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: its {name} does not fit this generator configuration: {e}") from e
+    return int(json.loads(header.get("meta", "{}")).get("step", 0))
+
+
 def _check_resume(cfg: AnlclTrainConfig, stored: dict) -> None:
     now = dataclasses.asdict(cfg)
     diffs = [f"{k}: checkpoint {stored.get(k)!r} vs now {now[k]!r}" for k in AnlclTrainConfig.FIXED if stored.get(k) != now[k]]
@@ -191,6 +223,10 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
                 scalers[k].load_state_dict(state)
         if world.main:
             log.info("resuming %s from step %d", out / LAST, step)
+    elif cfg.init_from:
+        at = load_branches(cfg.init_from, models)
+        if world.main:
+            log.info("G_B and G_R initialised from %s (step %d)", cfg.init_from, at)
 
     patch_min = cfg.patch
     clean = load_folders(cfg.clean, patch_min, "clean")

@@ -103,6 +103,7 @@ def _add_anlcl_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda …")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0: its default)")
+    p.add_argument("--init-from", metavar="CKPT", help="start G_B and G_R from another run's last.safetensors (e.g. a stage-1-only run, --init-iters 0 here)")
 
 
 def _anlcl_main(args) -> int:
@@ -129,7 +130,7 @@ def _anlcl_main(args) -> int:
         out=args.out, rainy=args.rainy, clean=args.clean, init_iters=args.init_iters, iters=args.iters, batch=args.batch,
         patch=args.patch, lr=args.lr, init_lr=args.init_lr, seed=args.seed, width=args.width, blocks=args.blocks,
         down=args.down, norm=args.norm, ndf=args.ndf, loss=loss, log_every=args.log_every, sample_every=args.sample_every,
-        ckpt_every=args.ckpt_every, device=args.device, amp=args.amp,
+        ckpt_every=args.ckpt_every, device=args.device, amp=args.amp, init_from=args.init_from,
     )
     try:
         result = train(cfg)

@@ -183,3 +183,17 @@ def test_cli_refuses_bad_input_clearly(data, tmp_path, capsys):
         assert train_main(["anlcl", "--objective", objective, "--clean", str(data / "clean"), "--rainy", str(data / "rainy"),
                            "--out", str(tmp_path / objective)]) == 2
         assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_init_from_another_runs_checkpoint(data, tmp_path):
+    train(_cfg(data, tmp_path / "stage1", init_iters=3, iters=0), progress=False)
+    src = load_file(str(tmp_path / "stage1" / "last.safetensors"))
+    train(_cfg(data, tmp_path / "stage2", init_from=str(tmp_path / "stage1" / "last.safetensors")), progress=False,
+          stop_after=0)
+    dst = load_file(str(tmp_path / "stage2" / "last.safetensors"))
+    branch_keys = [k for k in src if k.startswith(("models.g_b.", "models.g_r."))]
+    assert branch_keys and all(torch.equal(src[k], dst[k]) for k in branch_keys)
+    with pytest.raises(FileNotFoundError, match="--init-from"):
+        train(_cfg(data, tmp_path / "x", init_from=str(tmp_path / "nope.safetensors")), progress=False)
+    with pytest.raises(ValueError, match="does not fit"):
+        train(_cfg(data, tmp_path / "y", width=12, init_from=str(tmp_path / "stage1" / "last.safetensors")), progress=False)
