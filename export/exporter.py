@@ -304,6 +304,8 @@ def _measure(exp: Exported, reference, pairs, val_source, progress):
 
 
 SENSITIVITY_PAIRS = 8  # validation pairs used by each sensitivity probe (the final check uses all of them)
+SENSITIVITY_CALIB = 8  # calibration frames used by each probe (the final export uses the whole set)
+_sensitivity_cache: dict[tuple, dict] = {}
 
 
 def _recover_int8(exp: Exported, func, request, model, calib, reference, pairs, write) -> tuple[Exported | None, dict]:
@@ -317,9 +319,16 @@ def _recover_int8(exp: Exported, func, request, model, calib, reference, pairs, 
     def drop_of(path):
         return C.measure(ort_runner(path), reference, probe_pairs, "dynamic", "sensitivity")["psnr_y_drop_db"]
 
-    write(f"      {exp.target} int8 misses {F.MAX_DROP_DB['int8']} dB: per-layer sensitivity on {len(probe_pairs)} pairs")
-    sens = find_exclusions(fp32_onnx(model, request.opset), calib, drop_of, F.MAX_DROP_DB["int8"],
-                           log=lambda m: write(f"      {m}"))
+    fp32 = fp32_onnx(model, request.opset)
+    limit = F.MAX_DROP_DB["int8"]
+    key = (hashlib.sha256(fp32.read_bytes()).hexdigest(), hashlib.sha256(calib.tobytes()).hexdigest(),
+           tuple(p.name for p in probe_pairs), limit)
+    if key in _sensitivity_cache:  # the onnx and jetson INT8 models are the same Q/DQ graph
+        sens = _sensitivity_cache[key]
+    else:
+        write(f"      {exp.target} int8 misses {limit} dB: per-layer sensitivity on {len(probe_pairs)} pairs")
+        sens = find_exclusions(fp32, calib[:SENSITIVITY_CALIB], drop_of, limit, log=lambda m: write(f"      {m}"))
+        _sensitivity_cache[key] = sens
     report_path = request.out / f"{request.model}_{exp.target}_int8.sensitivity.json"
     from derain_edge.files import atomic_write_text
     import json

@@ -61,6 +61,12 @@ def find_exclusions(fp32_path: str | Path, calib: np.ndarray, drop_of: Callable[
 
         current = baseline = drop_without([])
         log(f"INT8 sensitivity: every layer int8 → PSNR-Y drop {current:.3f} dB (limit {limit} dB)")
+        if current > limit:
+            floor = drop_without(list(groups))  # only the graph input quantized: the best any exclusion can do
+            if floor > limit:
+                log(f"  even with every layer in float the drop is {floor:.3f} dB: no exclusion can meet the limit")
+                return {"limit_db": limit, "baseline_drop_db": baseline, "all_float_drop_db": floor, "rounds": [],
+                        "excluded": [], "nodes_to_exclude": [], "drop_db": current, "met": False}
         while current > limit and len(excluded) < max_excluded:
             block_drops = {}
             for block, layers in blocks.items():
