@@ -273,3 +273,8 @@ def test_sidecar_round_trip_and_rejection(tmp_path):
     side.write_text(json.dumps({**back, "precision": "int4"}))
     with pytest.raises(SidecarError, match="precision"):
         read_sidecar(art)
+
+
+def test_docs_show_the_current_format_table():
+    docs = Path(__file__).resolve().parents[1] / "docs" / "export.md"
+    assert F.table_markdown() in docs.read_text(encoding="utf-8")
