@@ -150,19 +150,30 @@ def check_backends(request: ExportRequest) -> dict:
 
 # ------------------------------------------------------------------------------------------------ pipeline
 class CachedReference:
-    """FP32 PyTorch outputs, computed once per distinct input (every artifact is compared on the same images)."""
+    """FP32 PyTorch outputs, computed once per distinct input (every artifact is compared on the same images);
+    least-recently-used entries go first once the cache holds `max_bytes`."""
 
-    def __init__(self, model):
+    def __init__(self, model, max_bytes: int = 768 << 20):
+        from collections import OrderedDict
+
         from .cost import torch_runner
 
         self._run = torch_runner(model)
-        self._cache: dict[bytes, np.ndarray] = {}
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._bytes, self.max_bytes = 0, int(max_bytes)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         key = hashlib.sha1(np.ascontiguousarray(x, np.float32).tobytes()).digest() + str(x.shape).encode()
-        if key not in self._cache:
-            self._cache[key] = self._run(x)
-        return self._cache[key]
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        y = self._run(x)
+        self._cache[key] = y
+        self._bytes += y.nbytes
+        while self._bytes > self.max_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= old.nbytes
+        return y
 
 
 def derain_edge_version() -> str:

@@ -278,3 +278,20 @@ def test_sidecar_round_trip_and_rejection(tmp_path):
 def test_docs_show_the_current_format_table():
     docs = Path(__file__).resolve().parents[1] / "docs" / "export.md"
     assert F.table_markdown() in docs.read_text(encoding="utf-8")
+
+
+def test_reference_cache_reuses_and_stays_bounded():
+    from export.exporter import CachedReference
+
+    calls = []
+    model = lpnet.LPNet().eval()  # untrained LPNet is an exact identity: output == input
+    ref = CachedReference(model, max_bytes=3 * 3 * 16 * 16 * 4)
+    real = ref._run
+    ref._run = lambda x: calls.append(1) or real(x)
+    xs = [np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32) for i in range(5)]
+    for x in xs:
+        assert np.allclose(ref(x), x, atol=1e-6)
+    assert np.allclose(ref(xs[4]), xs[4], atol=1e-6) and len(calls) == 5  # cached: no new run
+    assert len(ref._cache) == 3 and ref._bytes <= ref.max_bytes
+    ref(xs[0])  # evicted earlier → computed again
+    assert len(calls) == 6
