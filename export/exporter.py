@@ -247,6 +247,17 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
         weights_sha = sha256_file(weights_path)
         steps.note(f"weights {weights_path} (sha256 {weights_sha[:12]}…)")
 
+    with steps.step("validation pairs"):
+        if request.val is not None:
+            try:
+                pairs = C.load_pairs(request.val, request.val_limit)
+            except C.CostError as e:
+                raise ExportArgumentError(str(e)) from None
+            val_source = str(request.val)
+        else:
+            pairs = C.synthetic_pairs(request.val_limit or 4)
+            val_source = "synthetic:dead-leaves+rain (no --val given)"
+        steps.note(f"{len(pairs)} pairs from {val_source}")
     calib, calib_summary = None, None
     if needs_calib:
         with steps.step("calibration set"):
@@ -267,17 +278,6 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
             steps.note(f"{calib_summary['count']} frames {calib_summary['size'][0]}x{calib_summary['size'][1]} from "
                        f"{cs.source}, values {calib_summary['value_range']} → {request.out / 'calibration'}")
 
-    with steps.step("validation pairs"):
-        if request.val is not None:
-            try:
-                pairs = C.load_pairs(request.val, request.val_limit)
-            except C.CostError as e:
-                raise ExportArgumentError(str(e)) from None
-            val_source = str(request.val)
-        else:
-            pairs = C.synthetic_pairs(request.val_limit or 4)
-            val_source = "synthetic:dead-leaves+rain (no --val given)"
-        steps.note(f"{len(pairs)} pairs from {val_source}")
     reference = CachedReference(model)
 
     for fmt, precision in jobs:
@@ -297,9 +297,14 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
                 try:
                     report.results.append(_check_one(exp, fmt, func, request, model, calib, reference, pairs,
                                                      val_source, weights_sha, calib_summary, progress, write))
-                except BaseException:
-                    _remove_artifact(exp)  # interrupted or crashed mid-measurement: no artifact without checks
+                except KeyboardInterrupt:
+                    _remove_artifact(exp)  # interrupted mid-measurement: no artifact without checks
                     raise
+                except Exception as e:  # noqa: BLE001 - e.g. the artifact crashed on a validation image
+                    _remove_artifact(exp)
+                    reason = f"checks failed: {type(e).__name__}: {e}"
+                    report.results.append(Result(exp.target, exp.precision, None, "failed", reason))
+                    write(f"error: {exp.target} {exp.precision}: {reason}; {Path(exp.path).name} removed")
     report.timings = steps.timings
     return report
 

@@ -295,3 +295,26 @@ def test_reference_cache_reuses_and_stays_bounded():
     assert len(ref._cache) == 3 and ref._bytes <= ref.max_bytes
     ref(xs[0])  # evicted earlier → computed again
     assert len(calls) == 6
+
+
+def test_artifact_that_crashes_during_checks_is_removed_and_others_continue(monkeypatch, val_dir, tmp_path, capsys):
+    import export.onnx_export as OE
+
+    real = OE.ort_runner
+
+    def crashing(path, *args, **kwargs):
+        run = real(path, *args, **kwargs)
+        if "fp16" not in str(path):
+            return run
+
+        def bad(x):
+            raise RuntimeError("kernel exploded")
+        return bad
+
+    monkeypatch.setattr(OE, "ort_runner", crashing)
+    monkeypatch.setattr("export.jetson.ort_runner", crashing)
+    out = tmp_path / "o"
+    assert main(["--target", "onnx,jetson", "--precision", "fp16", "--val", str(val_dir), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "checks failed: RuntimeError: kernel exploded" in captured.out
+    assert not (out / "lpnet_fp16.onnx").exists() and not (out / "lpnet_jetson" / "lpnet_fp16.onnx").exists()
