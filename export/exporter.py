@@ -42,6 +42,7 @@ class ExportRequest:
     out: Path = Path("exports")
     allow_degraded: bool = False
     opset: int = 20
+    skipped: list[str] = field(default_factory=list)  # targets left out because they lack --precision
 
 
 @dataclass
@@ -98,12 +99,13 @@ def validate(targets, precision: str | None = None, model: str = "lpnet", weight
                     fmts.append(f)
         except ValueError as e:
             raise ExportArgumentError(str(e)) from None
-    precisions = {}
+    precisions, skipped = {}, []
     for f in fmts:
         try:
             precisions[f.name] = F.resolve_precision(f, precision)
         except ValueError as e:
             if precision is not None and len(fmts) > 1 and str(precision).lower() in F.ALL_PRECISIONS:
+                skipped.append(f"{f.name} (no {precision}; it allows {', '.join(f.precisions)})")
                 continue  # with several targets, each takes the precision if it supports it
             raise ExportArgumentError(str(e)) from None
     if not precisions:
@@ -140,7 +142,7 @@ def validate(targets, precision: str | None = None, model: str = "lpnet", weight
         raise ExportArgumentError(f"--opset {opset} is below {MIN_OPSET}, the lowest the dynamo exporter honours")
     return ExportRequest(fmts, precisions, model, Path(weights) if weights else None, str(calib) if calib else None,
                          int(calib_count), size_list or None, Path(val) if val else None,
-                         int(val_limit) if val_limit else None, out, bool(allow_degraded), int(opset))
+                         int(val_limit) if val_limit else None, out, bool(allow_degraded), int(opset), skipped)
 
 
 def check_backends(request: ExportRequest) -> dict:
@@ -234,6 +236,8 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
 
     write = write or (lambda s: print(s, file=sys.stderr, flush=True))
     functions = check_backends(request)
+    for note in request.skipped:
+        write(f"warning: skipping {note}")
     jobs = [(f, p) for f in request.targets for p in request.precisions[f.name]]
     needs_calib = any(p in ("int8", "int16x8") for _, p in jobs)
     steps = Steps(2 + int(needs_calib) + len(jobs), write)

@@ -318,3 +318,13 @@ def test_artifact_that_crashes_during_checks_is_removed_and_others_continue(monk
     captured = capsys.readouterr()
     assert "checks failed: RuntimeError: kernel exploded" in captured.out
     assert not (out / "lpnet_fp16.onnx").exists() and not (out / "lpnet_jetson" / "lpnet_fp16.onnx").exists()
+
+
+def test_precision_with_several_targets_skips_those_without_it():
+    from export.exporter import validate
+
+    r = validate("all", "int16x8")
+    assert [f.name for f in r.targets] == ["tflite"] and len(r.skipped) == 3
+    assert any(s.startswith("jetson (no int16x8") for s in r.skipped)
+    with pytest.raises(Exception, match="does not support precision fp32"):
+        validate("jetson", "fp32")
