@@ -166,7 +166,8 @@ def ort_providers(requested: list[str] | None = None, cache_dir: str | Path | No
 
 
 class OrtBackend(Backend):
-    """onnxruntime with every graph optimisation (NCHWc layout, fusions) and one thread per available core."""
+    """onnxruntime with every graph optimisation (NCHWc layout, Conv+activation fusion), one thread per available
+    core unless told otherwise, and no spinning threads."""
 
     name = "onnxruntime"
 
@@ -183,6 +184,8 @@ class OrtBackend(Backend):
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         }[optimization]
         options.log_severity_level = 3
+        # no busy-waiting between ops: on a device the decoder, the detector and the tracker share these cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=ort_providers(providers))
         except Exception as e:  # onnxruntime raises its own exception types
