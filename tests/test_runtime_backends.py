@@ -213,3 +213,32 @@ def test_io_adapter_nhwc_and_value_range():
     assert back.shape == (1, 3, 5, 7) and np.abs(back - x).max() <= 0.5 / 255 + 1e-6
     # an output that came back NCHW although NHWC was declared (onnx2tf does that) is still read right
     assert io.from_model(np.transpose(m, (0, 3, 1, 2)), (5, 7)).shape == (1, 3, 5, 7)
+
+
+def test_jetson_bundle_without_tensorrt_runs_its_onnx(tmp_path, reference):
+    from derain_edge.metrics import psnr_y
+    from export.jetson import export_jetson
+    from export.sidecar import write_sidecar
+
+    calib = np.stack([_frame(64, 96, s)[:, :, ::-1].transpose(2, 0, 1) for s in range(4)]).astype(np.float32) / 255
+    model = lpnet.load_pretrained()
+    for precision in ("fp16", "int8"):
+        (exp,) = export_jetson(model, tmp_path, "lpnet", precision, None, calib if precision == "int8" else None)
+        write_sidecar(exp.path, {"target": "jetson", "format": "onnx", "precision": precision, "model": "lpnet",
+                                 "weights_sha256": "0" * 64, "inputs": exp.inputs, "outputs": exp.outputs,
+                                 "sizes": "dynamic"})
+    bundle = tmp_path / "lpnet_jetson"
+    frame = _frame(37, 53, 9)
+    ref = reference(frame)[:, :, ::-1]
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(BackendError, match="TensorRT"):
+            Derainer(bundle, "tensorrt")
+    fp16 = Derainer(bundle, threads=1)  # auto: TensorRT when installed, else the bundle's FP16 ONNX in onnxruntime
+    if fp16.engine.name == "onnxruntime":
+        assert fp16.backend == "onnxruntime-fp16"
+    assert psnr_y(fp16(frame)[:, :, ::-1], ref) > 45.0
+    int8 = Derainer(bundle, precision="int8", threads=1)
+    assert int8.engine.precision == "int8"
+    assert 30.0 < psnr_y(int8(frame)[:, :, ::-1], ref) < 60.0  # int8 costs a little, and it is really int8
+    with pytest.raises(BackendError, match="no fp32 model"):
+        Derainer(bundle, precision="fp32")
