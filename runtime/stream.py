@@ -7,7 +7,8 @@ the source, q/Esc in the window, an exception, or Ctrl-C (KeyboardInterrupt prop
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -27,8 +28,8 @@ class StreamStats:
     dropped: int = 0             # stale live frames replaced by newer ones
     reconnects: int = 0
     seconds: float = 0.0
-    infer_ms: list[float] = field(default_factory=list, repr=False)    # last 1000 Derainer calls
-    latency_ms: list[float] = field(default_factory=list, repr=False)  # last 1000 capture-to-output times
+    infer_ms: deque = field(default_factory=lambda: deque(maxlen=1000), repr=False)    # last Derainer calls
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=1000), repr=False)  # capture-to-output
     ended: str = ""
 
     @property
@@ -36,7 +37,7 @@ class StreamStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("infer_ms", "latency_ms")}
+        d = {k: getattr(self, k) for k in ("frames", "corrupt", "dropped", "reconnects", "seconds", "ended")}
         d["fps"] = round(self.fps, 2)
         for key in ("infer_ms", "latency_ms"):
             vals = getattr(self, key)
@@ -99,9 +100,9 @@ def run_stream(derainer, reader: FrameReader, sink: Sink, view: str = "side-by-s
                 stats.corrupt += 1
                 continue
             t1 = time.perf_counter()
-            stats.infer_ms = (stats.infer_ms + [1000 * (t1 - t0)])[-1000:]
+            stats.infer_ms.append(1000 * (t1 - t0))
             latency = 1000 * (t1 - frame.time)
-            stats.latency_ms = (stats.latency_ms + [latency])[-1000:]
+            stats.latency_ms.append(latency)
             inst = 1.0 / max(t1 - last, 1e-6)
             fps_ema = inst if stats.frames == 0 else 0.9 * fps_ema + 0.1 * inst
             last = t1
