@@ -71,6 +71,8 @@ FORMATS: tuple[Format, ...] = (
 BY_NAME = {f.name: f for f in FORMATS}
 ALIASES = {alias: f.name for f in FORMATS for alias in (f.name, *f.aliases)}
 ALL_PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
+PRECISION_ALIASES = {"16x8": "int16x8", "w8a16": "int16x8", "a16w8": "int16x8", "float32": "fp32",
+                     "float16": "fp16", "half": "fp16", "float": "fp32"}
 # Accuracy-cost limits (issue 3): max PSNR-Y drop against ground truth vs FP32 PyTorch, in dB (the exporter always
 # has ground truth: --val, or synthetic pairs). fp32 must also be near-exact: ≥ 60 dB PSNR-Y against PyTorch's output.
 MAX_DROP_DB = {"fp32": 0.01, "fp16": 0.05, "int16x8": 0.1, "int8": 0.3}
@@ -101,10 +103,12 @@ def resolve_precision(fmt: Format, precision: str | None) -> tuple[str, ...]:
     if precision is None:
         return fmt.default_precisions
     p = str(precision).strip().lower().replace("_", "").replace("-", "")
-    p = {"16x8": "int16x8", "w8a16": "int16x8", "a16w8": "int16x8", "float32": "fp32", "float16": "fp16",
-         "half": "fp16", "float": "fp32"}.get(p, p)
+    p = PRECISION_ALIASES.get(p, p)
     if p not in ALL_PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}'{suggest(p, ALL_PRECISIONS)}; "
+        close = suggest(p, [*ALL_PRECISIONS, *PRECISION_ALIASES])
+        for alias, name in PRECISION_ALIASES.items():  # suggest the canonical name, not the alias
+            close = close.replace(f"'{alias}'", f"'{name}'")
+        raise ValueError(f"unknown precision '{precision}'{close}; "
                          f"choose from: {', '.join(ALL_PRECISIONS)}")
     if p not in fmt.precisions:
         raise ValueError(f"target {fmt.name} does not support precision {p}; it allows: {', '.join(fmt.precisions)}")

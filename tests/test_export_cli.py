@@ -118,6 +118,7 @@ def test_cost_table_printed(val_dir, tmp_path, capsys):
     (["--target", "jetsn"], "did you mean 'jetson'"),
     (["--target", "tflit"], "did you mean 'tflite'"),
     (["--target", "onnx", "--precision", "int9"], "did you mean 'int8'"),
+    (["--target", "onnx", "--precision", "hlaf"], "did you mean 'fp16'"),
     (["--target", "jetson", "--precision", "fp32"], "jetson does not support precision fp32"),
     (["--target", "onnx", "--model", "lpnt"], "did you mean 'lpnet'"),
     (["--target", "onnx", "--size", "640"], "not HxW"),
