@@ -159,10 +159,9 @@ def export_coreml(model: nn.Module, out_dir: Path, stem: str, precision: str, si
     if precision not in PRECISIONS:
         raise CoreMLExportError(f"CoreML precision must be one of {PRECISIONS}, got {precision!r} "
                                 "(int16x8 is a TFLite scheme)")
-    try:
-        import coremltools as ct
-    except ImportError as e:
-        raise ImportError(f'CoreML export needs coremltools: pip install "derain-edge[coreml]" ({e})') from e
+    from .formats import require
+
+    ct = require("coremltools", "coreml")  # MissingDependency with the exact pip command
 
     out_dir = Path(out_dir)
     shapes = enumerated_sizes(sizes)
