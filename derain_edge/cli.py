@@ -1,4 +1,4 @@
-"""Console entry points: derain-train and derain-eval (derain-export, derain-run and derain-bench are reserved)."""
+"""Console entry point derain-train (LPNet and ANLCL-lite) and the CLI error helper the other commands share."""
 from __future__ import annotations
 
 import argparse
@@ -144,23 +144,6 @@ def _anlcl_main(args) -> int:
     if result["world"].main and result["rows"]:
         print(f"step {result['step']}: objective {result['rows'][-1]['total']:.4f}; G_B weights in {args.out}/final.safetensors")
     return 0
-
-
-_RESERVED = {
-    "derain-export": "exports ONNX / TensorRT / CoreML / TFLite artifacts (the export issue)",
-    "derain-run": "runs the OpenCV runtime on cameras, videos and the demo (the runtime issue)",
-    "derain-bench": "benchmarks every backend against PyTorch eager (the runtime issue)",
-}
-
-
-def reserved_main(argv: list[str] | None = None) -> int:
-    """Entry point for command names that are reserved but not built yet: says so instead of failing obscurely."""
-    import os
-
-    name = os.path.basename(sys.argv[0])
-    what = _RESERVED.get(name, "is reserved")
-    print(f"{name} {what}; it is not part of this release yet.", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

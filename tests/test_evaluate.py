@@ -184,10 +184,10 @@ def test_library_warns_with_warning_category(tiny_pairs):
 
 
 def test_model_table_drives_choices(capsys, tiny_pairs):
-    assert list(MODELS) == ["lpnet"]
+    assert list(MODELS) == ["lpnet", "anlcl"]
     rc, out, err = run(capsys, "--rainy", tiny_pairs.rainy, "--clean", tiny_pairs.clean, "--model", "x")
     assert rc == 2
-    assert error_line(err) == "error: unknown model 'x'; choose from: lpnet"
+    assert error_line(err) == "error: unknown model 'x'; choose from: lpnet, anlcl"
 
 
 # -------------------------------------------------------------------------------------------- bad inputs
