@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/derain-demo --out runs/demo
+	$(BIN)/derain-run demo runs/demo/demo.mp4 --headless
 
 test: setup
 	$(BIN)/python -m pytest -q
