@@ -148,14 +148,79 @@ def unshare_conv_biases(onnx_path: Path) -> int:
     return copies
 
 
-def to_saved_model(model, size: tuple[int, int], work: Path) -> Path:
-    """PyTorch → fixed-size ONNX → onnx2tf SavedModel inside `work`; returns the SavedModel folder."""
+# Weights whose int8 rounding costs int16x8 the most on the shipped LPNet (docs/export_mobile.md, per-layer PyTorch
+# simulation): the finest sub-network's 1×1 conv, reused by all 5 recursions (0.068 dB), and the pyramid's upsampling
+# kernel (0.053 dB). Split into an int8-exact part plus an int8 residual by `split_int8_weights` for int16x8.
+SENSITIVE_WEIGHTS = ("subnets.4.block1.weight", "pyramid.up.weight")
+
+
+def split_int8_weights(onnx_path: Path, weight_names=SENSITIVE_WEIGHTS) -> int:
+    """Runs each Conv/ConvTranspose with a listed weight as conv(x, W_hi) + conv(x, W_lo); returns how many.
+
+    Why: TFLite's int16x8 keeps 16-bit activations but 8-bit weights, and the converter's float fallback cannot be
+    used for single ops there (the MLIR quantizer that takes a denylist writes int16 models LiteRT refuses to run:
+    int32 biases in DEPTHWISE_CONV_2D, non-zero int16 zero points in CONV_2D). W_hi is W rounded to the per-output-
+    channel symmetric int8 grid TFLite uses (so it quantizes exactly) and W_lo = W − W_hi is quantized on its own,
+    ~254× finer scale: about 15-bit weights for these layers at the cost of one extra convolution and add each. In
+    float the sum equals W (fp32 round-off only).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(onnx_path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    parts: dict[str, tuple[str, str]] = {}
+    nodes, count = [], 0
+    for node in proto.graph.node:
+        nodes.append(node)
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2 or node.input[1] not in weight_names \
+                or node.input[1] not in inits:
+            continue
+        name = node.input[1]
+        if name not in parts:
+            w = numpy_helper.to_array(inits[name]).astype(np.float32)
+            axis = 0 if node.op_type == "Conv" else 1  # ONNX ConvTranspose weights are (in, out/groups, kH, kW)
+            other = tuple(a for a in range(w.ndim) if a != axis)
+            scale = np.abs(w).max(axis=other, keepdims=True) / 127.0
+            hi = (np.round(w / np.where(scale > 0, scale, 1.0)) * scale).astype(np.float32)
+            lo = (w - hi).astype(np.float32)
+            proto.graph.initializer.extend([numpy_helper.from_array(hi, f"{name}__hi"),
+                                            numpy_helper.from_array(lo, f"{name}__lo")])
+            parts[name] = (f"{name}__hi", f"{name}__lo")
+        hi_name, lo_name = parts[name]
+        out = node.output[0]
+        lo_node = onnx.NodeProto()
+        lo_node.CopyFrom(node)
+        lo_node.name = f"{node.name}__lo"
+        del lo_node.input[:]
+        lo_node.input.extend([node.input[0], lo_name])  # no bias: the W_hi branch carries it
+        del lo_node.output[:]
+        lo_node.output.append(f"{out}__lo")
+        node.input[1] = hi_name
+        node.output[0] = f"{out}__hi"
+        nodes.extend([lo_node, helper.make_node("Add", [f"{out}__hi", f"{out}__lo"], [out], name=f"{node.name}__sum")])
+        count += 1
+    if count:
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        onnx.checker.check_model(proto)
+        onnx.save_model(proto, str(onnx_path))
+    return count
+
+
+def to_saved_model(model, size: tuple[int, int], work: Path, split_weights: bool = False) -> Path:
+    """PyTorch → fixed-size ONNX → onnx2tf SavedModel inside `work`; returns the SavedModel folder.
+
+    `split_weights`: apply `split_int8_weights` (used for int16x8)."""
     from .onnx_export import torch_to_onnx
 
     onnx2tf = _require("onnx2tf")
     work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
     onnx_path = torch_to_onnx(model, work / "model.onnx", size=size)  # a private file: onnx2tf rewrites it in place
     unshare_conv_biases(onnx_path)
+    if split_weights:
+        split_int8_weights(onnx_path)
     # onnx2tf's output check loads this from the working folder or downloads it from GitHub: give it a local one
     np.save(work / _ONNX2TF_SAMPLE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
     saved = work / "saved_model"
@@ -312,7 +377,7 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
         t0 = time.perf_counter()
         frames = fit_calibration(calib, size) if calib is not None else None
         with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:
-            saved = to_saved_model(model, size, Path(work))
+            saved = to_saved_model(model, size, Path(work), split_weights=precision == "int16x8")
             data = convert_saved_model(saved, precision, frames)
         final = out_dir / f"{base}_{size[0]}x{size[1]}.tflite"
         atomic_write_bytes(final, data)
@@ -330,7 +395,8 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
             "delegates": "XNNPACK (CPU) by default; GPU delegate takes fp32/fp16 files; NNAPI/Hexagon/Edge TPU want int8",
         }}
         if precision == "int16x8":
-            extra["tflite"]["scheme"] = "int16 activations, int8 weights, float32 I/O"
+            extra["tflite"]["scheme"] = ("int16 activations, int8 weights, float32 I/O; the most sensitive weights "
+                                         f"({', '.join(SENSITIVE_WEIGHTS)}) split into int8 + int8 residual")
         elif precision == "int8":
             extra["tflite"]["scheme"] = "int8 activations and weights (per-channel), int8 I/O"
         elif precision == "fp16":
