@@ -29,3 +29,18 @@ class Exported:
     runner: Runner | None = None            # None when the artifact cannot run on this machine
     skip_reason: str | None = None          # why runner is None (e.g. "CoreML prediction needs macOS")
     extra: dict = field(default_factory=dict)  # more sidecar keys (e.g. compute units, quantization details)
+
+
+def unique_sizes(sizes, error: type[Exception]) -> list[tuple[int, int]]:
+    """(H, W) pairs as ints, in order, without repeats; `error` names the first one that is not a positive pair."""
+    out: list[tuple[int, int]] = []
+    for s in sizes:
+        try:
+            h, w = (int(v) for v in s)
+        except (TypeError, ValueError):
+            raise error(f"size {s!r} is not a (height, width) pair") from None
+        if h < 1 or w < 1:
+            raise error(f"size {h}x{w}: height and width must be positive")
+        if (h, w) not in out:
+            out.append((h, w))
+    return out

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifact import Exported
+from .artifact import Exported, unique_sizes
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,7 @@ class _ImageOut(nn.Module):
 
 def enumerated_sizes(sizes) -> list[tuple[int, int]]:
     """The caller's sizes first (the first one is the model's default), then the camera defaults, without repeats."""
-    out: list[tuple[int, int]] = []
-    for s in list(sizes or []) + list(DEFAULT_SIZES):
-        try:
-            h, w = (int(v) for v in s)
-        except (TypeError, ValueError) as e:
-            raise CoreMLExportError(f"size {s!r} is not a (height, width) pair") from e
-        if h < 1 or w < 1:
-            raise CoreMLExportError(f"size {h}x{w}: height and width must be positive")
-        if (h, w) not in out:
-            out.append((h, w))
-    return out
+    return unique_sizes(list(sizes or []) + list(DEFAULT_SIZES), CoreMLExportError)
 
 
 def _save_atomic(mlmodel, final: Path) -> None:

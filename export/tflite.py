@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from derain_edge.files import atomic_write_bytes
 
-from .artifact import Exported
+from .artifact import Exported, unique_sizes
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,7 @@ def _require(module: str):
 def _check_sizes(sizes) -> list[tuple[int, int]]:
     if not sizes:
         raise TFLiteExportError("TFLite needs at least one fixed size (H, W): no converter keeps a dynamic H×W")
-    out = []
-    for s in sizes:
-        try:
-            h, w = (int(v) for v in s)
-        except (TypeError, ValueError):
-            raise TFLiteExportError(f"size {s!r} is not a (height, width) pair") from None
-        if h < 1 or w < 1:
-            raise TFLiteExportError(f"size {h}x{w}: height and width must be positive")
-        if (h, w) not in out:
-            out.append((h, w))
-    return out
+    return unique_sizes(sizes, TFLiteExportError)
 
 
 def _check_calib(calib, precision: str) -> np.ndarray | None:
