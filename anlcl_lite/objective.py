@@ -1,9 +1,11 @@
-"""The full objectives on one generator pair: ANLCL (all terms) and NLCL (the CVPR'22 version: no asymmetric term).
+"""The objectives `derain-train anlcl --objective …` trains the light generator with, and their shared configuration.
 
-Generator loss (our reading of the paper's weights; every term switchable):
+ANLCL (all terms) and NLCL (the CVPR'22 version: no asymmetric term) decompose O = B + R with G_B and G_R:
     L_G = L_adv(B) + λ·L_layer + δ·L_self + μ·L_location + σ·L_asym + γ·‖R‖₁
-    λ = 0.1, δ = 1, μ = 1, σ = 1, γ = 0.01
-Discriminator loss: LSGAN on clean photos (real, unpaired with the rainy inputs) vs B (fake).
+    λ = 0.1, δ = 1, μ = 1, σ = 1, γ = 0.01          (our reading of the paper's weights; every term switchable)
+    L_D = LSGAN on clean photos (real, unpaired with the rainy inputs) vs B (fake).
+The peers DCD-GAN (dcdgan.py) and CCLGAN (cclgan.py) are translation objectives: G_B (rainy → clean) and G_O
+(clean → rainy) with a discriminator per domain. All four train the same light G_B, the only part used at inference.
 """
 from __future__ import annotations
 
@@ -17,12 +19,15 @@ from .losses import (LayerContrast, LocationContrast, asymmetric_loss, choose_et
 from .sampling import StepRandom
 
 OBJECTIVES = ("anlcl", "nlcl", "dcdgan", "cclgan")
-IMPLEMENTED = ("anlcl", "nlcl")
-TERMS = ("adv", "layer", "self", "location", "asym", "sparse")
-
-
-class NotImplementedObjective(ValueError):
-    """An objective named by the issue that this release does not implement yet."""
+TRANSLATION = ("dcdgan", "cclgan")  # a second generator G_O (clean → rainy) and a rainy-domain discriminator
+TERMS_OF = {
+    "anlcl": ("adv", "layer", "self", "location", "asym", "sparse"),
+    "nlcl": ("adv", "layer", "self", "location", "sparse"),
+    "dcdgan": ("adv", "nce", "idt", "cyc", "freq"),
+    "cclgan": ("adv", "location", "idt", "intra", "inter"),
+}
+TERMS = tuple(dict.fromkeys(t for terms in TERMS_OF.values() for t in terms))
+SWITCH_FIELD = {t: ("self_consistency" if t == "self" else t) for t in TERMS}
 
 
 @dataclass
@@ -57,20 +62,48 @@ class LossConfig:
     # asymmetric contrast
     eta: str = "entropy"
     margin: float = 0.1
+    # translation objectives (DCD-GAN, CCLGAN): switches and weights (the released code's defaults)
+    nce: bool = True      # DCD-GAN dual contrast
+    idt: bool = True      # identity L1: G_B(C) = C, G_O(O) = O
+    cyc: bool = True      # DCD-GAN per-channel colour cycle-consistency
+    freq: bool = True     # DCD-GAN frequency loss on the cycle
+    intra: bool = True    # CCLGAN intra-cycle contrast (frozen semantic encoder)
+    inter: bool = True    # CCLGAN inter-cycle contrast (discriminator encoders)
+    w_nce: float = 2.0    # PatchNCE terms of both peers (DCD's dual contrast, CCLGAN's location contrast)
+    w_idt: float = 1.0
+    w_cyc: float = 1.0
+    w_freq: float = 1.0
+    w_intra: float = 1.0
+    w_inter: float = 0.01
+    external: bool = True  # DCD-GAN: negatives from the batch's other images too
+    inter_layers: tuple = (0, 1)
+    semantic_encoder: str | None = None  # CCLGAN: TorchScript image encoder file (semantic.py)
+    semantic_size: int = 224
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
-        if self.objective not in IMPLEMENTED:
-            raise NotImplementedObjective(
-                f"objective {self.objective!r} is not implemented yet in this release (implemented: {', '.join(IMPLEMENTED)})")
         if self.objective == "nlcl":
             self.asym = False
+        if self.objective == "cclgan" and self.intra and not self.semantic_encoder:
+            raise ValueError("the cclgan objective needs a frozen semantic image encoder for its intra-cycle contrast "
+                             "(CLIP in the paper; nothing can be downloaded here): pass --semantic-encoder FILE, a "
+                             "TorchScript module (see docs/anlcl.md), or switch the term off with --off intra")
         self.disc_layers, self.gen_layers = tuple(self.disc_layers), tuple(self.gen_layers)
+        self.inter_layers = tuple(self.inter_layers)
+
+    @property
+    def translation(self) -> bool:
+        return self.objective in TRANSLATION
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return TERMS_OF[self.objective]
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["disc_layers"], d["gen_layers"] = list(self.disc_layers), list(self.gen_layers)
+        for k in ("disc_layers", "gen_layers", "inter_layers"):
+            d[k] = list(d[k])
         return d
 
     @classmethod
@@ -80,7 +113,11 @@ class LossConfig:
 
 
 class Objective(nn.Module):
-    """Holds the trainable parts of the losses (contrast heads, momentum encoder) and computes L_G and L_D."""
+    """ANLCL / NLCL: holds the trainable parts of the losses (contrast heads, momentum encoder), computes L_G and L_D.
+
+    `step_loss`, `disc_loss` and `after_step` are the interface every objective offers the training loop."""
+
+    translation = False
 
     def __init__(self, cfg: LossConfig, g_b: nn.Module, disc: nn.Module):
         super().__init__()
@@ -121,11 +158,50 @@ class Objective(nn.Module):
             terms["sparse"] = sparsity(r)
         weights = {"adv": 1.0, "layer": cfg.lam, "self": cfg.delta, "location": cfg.mu, "asym": cfg.sigma,
                    "sparse": cfg.gamma}
-        total = sum(weights[k] * v for k, v in terms.items() if k in weights)
-        if not torch.is_tensor(total):
-            raise ValueError("every loss term is switched off")
-        return total, terms, b, r
+        return weighted_total(terms, weights), terms, b, r
 
     @staticmethod
     def discriminator_loss(disc, clean: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return lsgan_discriminator(disc(clean), disc(b.detach()))
+
+    def step_loss(self, models, rainy: torch.Tensor, clean: torch.Tensor, rand: StepRandom):
+        """(L_G, terms, pictures for the sample grid, what disc_loss needs)."""
+        total, terms, b, r = self.generator_loss(models.g_b, models.g_r, models.d, rainy, rand)
+        return total, terms, {"O": rainy, "B": b, "|R| x3": r.abs() * 3}, {"b": b}
+
+    def disc_loss(self, models, rainy: torch.Tensor, clean: torch.Tensor, cache: dict):
+        loss = self.discriminator_loss(models.d, clean, cache["b"])
+        return loss, {"d": loss}
+
+    def after_step(self, models) -> None:
+        if self.layer is not None:
+            self.layer.momentum_update(models.d)
+
+
+def weighted_total(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    total = sum(weights[k] * v for k, v in terms.items() if k in weights)
+    if not torch.is_tensor(total):
+        raise ValueError("every loss term is switched off")
+    return total
+
+
+def translation_disc_loss(models, o: torch.Tensor, c: torch.Tensor, cache: dict):
+    """LSGAN for both domains' discriminators: D_B tells clean photos from G_B(O), D_O rainy ones from G_O(C)."""
+    d_b = lsgan_discriminator(models.d(c), models.d(cache["b"].detach()))
+    d_o = lsgan_discriminator(models.d_o(o), models.d_o(cache["fake_o"].detach()))
+    return d_b + d_o, {"d": d_b, "d_o": d_o}
+
+
+def build_objective(cfg: LossConfig, models: nn.Module) -> nn.Module:
+    """The objective module for `cfg.objective` over the networks in `models` (g_b, g_r or g_o, d, d_o)."""
+    if cfg.objective == "dcdgan":
+        from .dcdgan import DcdganObjective
+
+        return DcdganObjective(cfg, models.g_b, models.g_o)
+    if cfg.objective == "cclgan":
+        from .cclgan import CclganObjective
+        from .semantic import load_semantic_encoder
+
+        encoder = load_semantic_encoder(cfg.semantic_encoder, cfg.semantic_size) if cfg.intra else None
+        return CclganObjective(cfg, models.g_b, models.g_o, encoder)
+    return Objective(cfg, models.g_b, models.d)

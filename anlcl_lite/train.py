@@ -1,8 +1,9 @@
 """`derain-train anlcl`: two-stage training of ANLCL-lite without clean ground truth for the rainy images.
 
-Stage 1 (`init_iters`): both branches supervised on rendered pairs, L1(B, clean) + L1(R, rainy − clean).
-Stage 2 (`iters`): the full objective (objective.py) on real rainy crops; the discriminator sees unpaired clean
-photos as "real". Adam (lr 2e-4, β = (0.5, 0.999)) for G (both branches + contrast heads) and D, as CycleGAN/NLCL.
+Stage 1 (`init_iters`): both generators supervised on rendered pairs: L1(G_B(O), C) plus L1(G_R(O), O − C) for the
+decomposition objectives (anlcl, nlcl) or L1(G_O(C), O) for the translation ones (dcdgan, cclgan).
+Stage 2 (`iters`): the chosen objective (objective.py, dcdgan.py, cclgan.py) on real rainy crops and unpaired clean
+crops. Adam (lr 2e-4, β = (0.5, 0.999)) for G (both generators + contrast heads) and D, as CycleGAN/NLCL.
 
 Every batch and every random draw is a function of (seed, step), checkpoints are atomic and hold everything
 (weights, optimisers, momentum encoder, scalars), so a killed run resumes exactly. CUDA with AMP when available,
@@ -34,7 +35,7 @@ from . import distributed
 from .data import Crops, load_folders
 from .discriminator import PatchDiscriminator
 from .generator import GeneratorConfig, LightGenerator
-from .objective import LossConfig, Objective
+from .objective import LossConfig, build_objective
 from .sampling import StepRandom
 from .weights import save_weights
 
@@ -88,66 +89,96 @@ class Models(nn.Module):
 
     def __init__(self, cfg: AnlclTrainConfig):
         super().__init__()
-        gcfg = GeneratorConfig(cfg.width, cfg.blocks, cfg.down, cfg.norm)
-        self.g_b = LightGenerator(gcfg, "image")
-        self.g_r = LightGenerator(gcfg, "rain")
-        self.d = PatchDiscriminator(cfg.ndf)
         self.loss_cfg = LossConfig.from_dict({**LossConfig().to_dict(), **cfg.loss})
-        self.objective = Objective(self.loss_cfg, self.g_b, self.d)
+        gcfg = GeneratorConfig(cfg.width, cfg.blocks, cfg.down, cfg.norm)
+        self.g_b = LightGenerator(gcfg, "image")  # rainy → clean: the network that ships
+        if self.loss_cfg.translation:
+            self.g_o = LightGenerator(gcfg, "image")  # clean → rainy (a residual net like G_B)
+        else:
+            self.g_r = LightGenerator(gcfg, "rain")   # rainy → rain layer R
+        self.d = PatchDiscriminator(cfg.ndf)  # clean domain
+        if self.loss_cfg.translation:
+            self.d_o = PatchDiscriminator(cfg.ndf)  # rainy domain
+        self.objective = build_objective(self.loss_cfg, self)
+
+    @property
+    def second(self) -> LightGenerator:
+        """G_R (decomposition objectives) or G_O (translation objectives)."""
+        return self.g_o if self.loss_cfg.translation else self.g_r
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        return list(self.g_b.parameters()) + list(self.g_r.parameters()) + self.objective.generator_parameters()
+        return list(self.g_b.parameters()) + list(self.second.parameters()) + self.objective.generator_parameters()
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return list(self.d.parameters()) + (list(self.d_o.parameters()) if self.loss_cfg.translation else [])
+
+    def discriminators(self) -> list[nn.Module]:
+        return [self.d, self.d_o] if self.loss_cfg.translation else [self.d]
 
 
 def build(cfg: AnlclTrainConfig, device: torch.device) -> tuple[Models, dict[str, torch.optim.Optimizer]]:
     torch.manual_seed(cfg.seed)
     models = Models(cfg).to(device)
     opts = {
-        "init": torch.optim.Adam(list(models.g_b.parameters()) + list(models.g_r.parameters()), lr=cfg.init_lr),
+        "init": torch.optim.Adam(list(models.g_b.parameters()) + list(models.second.parameters()), lr=cfg.init_lr),
         "g": torch.optim.Adam(models.generator_parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
-        "d": torch.optim.Adam(models.d.parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
+        "d": torch.optim.Adam(models.discriminator_parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
     }
     return models, opts
 
 
 def init_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, world: distributed.World, scaler, amp: bool):
-    """Stage 1: supervised decomposition on rendered pairs; gradients left in .grad (averaged over processes)."""
+    """Stage 1: both generators supervised on rendered pairs; gradients left in .grad (averaged over processes)."""
     with torch.autocast(rainy.device.type, enabled=amp):
-        b, r = models.g_b(rainy), models.g_r(rainy)
-        loss = F.l1_loss(b.float(), clean) + F.l1_loss(r.float(), rainy - clean)
+        b = models.g_b(rainy)
+        if models.loss_cfg.translation:
+            fake_o = models.g_o(clean)
+            loss = F.l1_loss(b.float(), clean) + F.l1_loss(fake_o.float(), rainy)
+            pictures = {"O": rainy, "B = G_B(O)": b, "C": clean, "G_O(C)": fake_o}
+        else:
+            r = models.g_r(rainy)
+            loss = F.l1_loss(b.float(), clean) + F.l1_loss(r.float(), rainy - clean)
+            pictures = {"O": rainy, "B": b, "|R| x3": r.abs() * 3}
     scaler.scale(loss).backward()
-    distributed.average_gradients(list(models.g_b.parameters()) + list(models.g_r.parameters()), world)
-    return loss.detach(), {"init_l1": loss.detach()}, b.detach(), r.detach()
+    distributed.average_gradients(list(models.g_b.parameters()) + list(models.second.parameters()), world)
+    return loss.detach(), {"init_l1": loss.detach()}, {k: v.detach() for k, v in pictures.items()}
 
 
-def generator_gradients(models: Models, rainy: torch.Tensor, rand: StepRandom, world: distributed.World, scaler, amp: bool):
-    """Stage 2, generator side: L_G (objective.py) backward with D frozen; gradients averaged over processes."""
-    models.d.requires_grad_(False)
+def generator_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, rand: StepRandom,
+                        world: distributed.World, scaler, amp: bool):
+    """Stage 2, generator side: L_G backward with the discriminators frozen; gradients averaged over processes.
+    Returns (L_G, terms, pictures for the sample grid, what the discriminator step needs)."""
+    for disc in models.discriminators():
+        disc.requires_grad_(False)
     try:
         with torch.autocast(rainy.device.type, enabled=amp):
-            total, terms, b, r = models.objective.generator_loss(models.g_b, models.g_r, models.d, rainy, rand)
+            total, terms, pictures, cache = models.objective.step_loss(models, rainy, clean, rand)
         scaler.scale(total).backward()
     finally:
-        models.d.requires_grad_(True)
+        for disc in models.discriminators():
+            disc.requires_grad_(True)
     distributed.average_gradients(models.generator_parameters(), world)
-    return total.detach(), {k: v.detach() for k, v in terms.items()}, b.detach(), r.detach()
+    detach = lambda d: {k: v.detach() for k, v in d.items()}
+    return total.detach(), detach(terms), detach(pictures), detach(cache)
 
 
-def discriminator_gradients(models: Models, clean: torch.Tensor, b: torch.Tensor, world: distributed.World, scaler, amp: bool):
+def discriminator_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, cache: dict,
+                            world: distributed.World, scaler, amp: bool) -> dict[str, torch.Tensor]:
     with torch.autocast(clean.device.type, enabled=amp):
-        loss = Objective.discriminator_loss(models.d, clean, b)
+        loss, terms = models.objective.disc_loss(models, rainy, clean, cache)
     scaler.scale(loss).backward()
-    distributed.average_gradients(list(models.d.parameters()), world)
-    return loss.detach()
+    distributed.average_gradients(models.discriminator_parameters(), world)
+    return {k: v.detach() for k, v in terms.items()}
 
 
-def _sample_grid(o: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> np.ndarray:
-    """Rows of O | B | R (R shown as |R|×3 so faint streaks are visible)."""
+def _sample_grid(pictures: dict[str, torch.Tensor]) -> np.ndarray:
+    """One row per sample (up to 4): the pictures side by side, e.g. O | B | |R|×3 (faint streaks made visible)."""
     def rgb(t):
         return (t.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
 
-    rows = [[label(rgb(o[i]), "O"), label(rgb(b[i]), "B"), label(rgb((r[i].abs() * 3)), "|R| x3")] for i in range(min(4, len(o)))]
-    return grid(rows, tile_width=max(128, o.shape[-1]))
+    n = len(next(iter(pictures.values())))
+    rows = [[label(rgb(t[i]), name) for name, t in pictures.items()] for i in range(min(4, n))]
+    return grid(rows, tile_width=max(128, next(iter(pictures.values())).shape[-1]))
 
 
 def load_branches(path: str | Path, models: Models) -> int:
@@ -171,9 +202,14 @@ def load_branches(path: str | Path, models: Models) -> int:
         raise CheckpointError(f"{path}: not a readable checkpoint: {e}") from e
     if header.get("format") != "derain-edge/checkpoint":
         raise CheckpointError(f"{path}: not a derain-edge training checkpoint")
-    for name in ("g_b", "g_r"):
+    for name in ("g_b", "g_r", "g_o"):
+        if not hasattr(models, name):
+            continue
         prefix = f"models.{name}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not state and name != "g_b":  # e.g. G_O from a decomposition run's checkpoint: it starts untrained
+            log.warning("%s holds no %s: it starts untrained (the identity)", path, name)
+            continue
         try:
             getattr(models, name).load_state_dict(state)
         except RuntimeError as e:
@@ -259,22 +295,21 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
             opt.zero_grad(set_to_none=True)
         if stage == 1:
             rainy_b, clean_b = (t.to(device) for t in crops.synthetic(step, share))
-            loss, terms, b, r = init_gradients(models, rainy_b, clean_b, world, scalers["init"], amp)
+            loss, terms, pictures = init_gradients(models, rainy_b, clean_b, world, scalers["init"], amp)
             scalers["init"].step(opts["init"])
             scalers["init"].update()
         else:
             s2 = step - cfg.init_iters
             rainy_b, clean_b = (t.to(device) for t in crops.unpaired(s2, share))
             rand = StepRandom(cfg.seed, s2, cfg.batch, share.start, len(share), device)
-            loss, terms, b, r = generator_gradients(models, rainy_b, rand, world, scalers["g"], amp)
+            loss, terms, pictures, cache = generator_gradients(models, rainy_b, clean_b, rand, world, scalers["g"], amp)
             scalers["g"].step(opts["g"])
             scalers["g"].update()
             opts["d"].zero_grad(set_to_none=True)
-            terms["d"] = discriminator_gradients(models, clean_b, b, world, scalers["d"], amp)
+            terms.update(discriminator_gradients(models, rainy_b, clean_b, cache, world, scalers["d"], amp))
             scalers["d"].step(opts["d"])
             scalers["d"].update()
-            if models.objective.layer is not None:
-                models.objective.layer.momentum_update(models.d)
+            models.objective.after_step(models)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; last good checkpoint: {out / LAST}")
         step += 1
@@ -291,7 +326,7 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
             bar.set_postfix(loss=f"{row['total']:.4f}", stage=stage)
             acc, count, t0 = {}, 0, time.time()
         if world.main and (step % cfg.sample_every == 0 or boundary):
-            write_image(out / "samples" / f"step_{step:07d}.png", _sample_grid(rainy_b, b, r))
+            write_image(out / "samples" / f"step_{step:07d}.png", _sample_grid(pictures))
         if world.main and step == cfg.init_iters:
             save_weights(models.g_b, out / STAGE1, {"step": step, "stage": 1})
         if step % cfg.ckpt_every == 0 or boundary or time.time() - t_ckpt > 300:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _setup_logging() -> None:
@@ -62,17 +63,18 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _add_anlcl_parser(sub) -> None:
-    from anlcl_lite.objective import OBJECTIVES, TERMS
+    from anlcl_lite.objective import OBJECTIVES, TERMS, TERMS_OF
     from anlcl_lite.losses.asymmetric import ETA_MODES
     from anlcl_lite.sampling import NEGATIVE_MODES, SAMPLINGS
 
     p = sub.add_parser("anlcl", help="ANLCL-lite: unsupervised (no clean ground truth) asymmetric non-local contrastive training",
-                       description="Two stages: both branches initialised on rain rendered over --clean photos, then the "
+                       description="Two stages: both generators initialised on rain rendered over --clean photos, then the "
                                    "unsupervised objective on real --rainy images (their ground truth is never read). "
+                                   "--objective picks ANLCL, NLCL or the peers DCD-GAN / CCLGAN on the same light generator. "
                                    "Run under torchrun for several processes/GPUs.")
     p.add_argument("--rainy", action="append", default=[], metavar="DIR", help="folder of real rainy images, no ground truth (repeatable)")
     p.add_argument("--clean", action="append", default=[], metavar="DIR", help="folder of clean photos: rendered pairs for stage 1 and the unpaired 'real' domain of the discriminator (repeatable)")
-    p.add_argument("--objective", default="anlcl", choices=OBJECTIVES, help="anlcl (default), nlcl; dcdgan and cclgan are not implemented yet")
+    p.add_argument("--objective", default="anlcl", choices=OBJECTIVES, help="anlcl (default), nlcl (no asymmetric term), dcdgan, cclgan (needs --semantic-encoder); see docs/anlcl.md")
     p.add_argument("--out", default="runs/anlcl", metavar="DIR", help="checkpoints, scalars.csv, samples/ (default: %(default)s); an existing run there is resumed")
     p.add_argument("--init-iters", type=int, default=1000, help="stage 1 steps on rendered pairs (default: %(default)s)")
     p.add_argument("--iters", type=int, default=5000, help="stage 2 unsupervised steps (default: %(default)s)")
@@ -89,10 +91,16 @@ def _add_anlcl_parser(sub) -> None:
     p.add_argument("--sampling", default="nonlocal", choices=SAMPLINGS, help="layer-contrast positives/negatives")
     p.add_argument("--loc-negatives", default="most", choices=NEGATIVE_MODES, help="location-contrast negatives")
     p.add_argument("--eta", default="entropy", choices=ETA_MODES, help="asymmetric-contrast η: per sample from entropy, or fixed")
-    p.add_argument("--off", action="append", default=[], choices=TERMS, metavar="TERM", help=f"switch a loss term off (repeatable): {', '.join(TERMS)}")
+    p.add_argument("--off", action="append", default=[], choices=TERMS, metavar="TERM",
+                   help="switch a loss term off (repeatable): " + "; ".join(f"{o}: {', '.join(t)}" for o, t in TERMS_OF.items()))
     for name, default, what in (("lam", 0.1, "layer contrast"), ("delta", 1.0, "self-consistency"), ("mu", 1.0, "location contrast"),
                                 ("sigma", 1.0, "asymmetric contrast"), ("gamma", 0.01, "L1 sparsity of R")):
         p.add_argument(f"--{name}", type=float, default=default, help=f"weight of the {what} (default: %(default)s)")
+    p.add_argument("--weight", action="append", default=[], metavar="TERM=W",
+                   help="weight of a dcdgan/cclgan term (repeatable): nce (2), idt (1), cyc (1), freq (1), intra (1), inter (0.01)")
+    p.add_argument("--semantic-encoder", metavar="FILE", help="cclgan: frozen image encoder for the intra-cycle contrast, a TorchScript file (e.g. a traced CLIP image tower)")
+    p.add_argument("--semantic-size", type=int, default=224, help="cclgan: side the images are resized to for the semantic encoder (default: %(default)s)")
+    p.add_argument("--no-external", action="store_true", help="dcdgan: PatchNCE negatives from the same image only (no other images of the batch)")
     p.add_argument("--tau", type=float, default=0.07, help="layer-contrast temperature")
     p.add_argument("--n-query", type=int, default=64)
     p.add_argument("--n-pos", type=int, default=8, help="N_B, non-local positives per query")
@@ -107,7 +115,8 @@ def _add_anlcl_parser(sub) -> None:
 
 
 def _anlcl_main(args) -> int:
-    from anlcl_lite.objective import NotImplementedObjective
+    from anlcl_lite.objective import SWITCH_FIELD, TERMS_OF
+    from anlcl_lite.semantic import SemanticEncoderError
     from derain_edge.checkpoint import CheckpointError
 
     if not args.clean:
@@ -116,10 +125,25 @@ def _anlcl_main(args) -> int:
         return _fail("give real rainy images with --rainy DIR for the unsupervised stage (or --iters 0)")
     if args.batch < 1 or args.patch < 32 or args.init_iters < 0 or args.iters < 0:
         return _fail("--batch must be ≥ 1, --patch ≥ 32 and the iteration counts ≥ 0")
-    switch = {"adv": "adv", "layer": "layer", "self": "self_consistency", "location": "location", "asym": "asym", "sparse": "sparse"}
+    foreign = [t for t in args.off if t not in TERMS_OF[args.objective]]
+    if foreign:
+        return _fail(f"--off {', '.join(foreign)}: not a term of --objective {args.objective} ({', '.join(TERMS_OF[args.objective])})")
+    weights = {}
+    for item in args.weight:
+        name, _, value = item.partition("=")
+        try:
+            weights[f"w_{name}"] = float(value)
+        except ValueError:
+            return _fail(f"--weight {item!r}: expected TERM=NUMBER, e.g. nce=2")
+        if name not in ("nce", "idt", "cyc", "freq", "intra", "inter"):
+            return _fail(f"--weight {item!r}: TERM is one of nce, idt, cyc, freq, intra, inter (ANLCL's weights are --lam, --delta, --mu, --sigma, --gamma)")
+    if args.semantic_encoder and args.objective != "cclgan":
+        return _fail("--semantic-encoder is only used by --objective cclgan")
     loss = {"objective": args.objective, "sampling": args.sampling, "loc_negatives": args.loc_negatives, "eta": args.eta,
             "lam": args.lam, "delta": args.delta, "mu": args.mu, "sigma": args.sigma, "gamma": args.gamma, "tau": args.tau,
-            "n_query": args.n_query, "n_pos": args.n_pos, "n_neg": args.n_neg, **{switch[t]: False for t in args.off}}
+            "n_query": args.n_query, "n_pos": args.n_pos, "n_neg": args.n_neg, "external": not args.no_external,
+            "semantic_encoder": str(Path(args.semantic_encoder).resolve()) if args.semantic_encoder else None,
+            "semantic_size": args.semantic_size, **weights, **{SWITCH_FIELD[t]: False for t in args.off}}
     if args.threads > 0:
         import torch
 
@@ -134,9 +158,7 @@ def _anlcl_main(args) -> int:
     )
     try:
         result = train(cfg)
-    except NotImplementedObjective as e:
-        return _fail(str(e))
-    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError, SemanticEncoderError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with the same command (checkpoint in {args.out})", file=sys.stderr)

@@ -9,7 +9,7 @@ from anlcl_lite import Decomposer, GeneratorConfig, PatchDiscriminator
 from anlcl_lite.losses import (LayerContrast, LocationContrast, asymmetric_loss, choose_eta, dispersion, info_nce,
                                lsgan_discriminator, lsgan_generator, patch_entropy, self_consistency, sparsity)
 from anlcl_lite.losses.nce import gathered_logits, nce_from_logits
-from anlcl_lite.objective import LossConfig, NotImplementedObjective, Objective
+from anlcl_lite.objective import LossConfig, Objective
 from anlcl_lite.sampling import StepRandom, gather_locations, nearest, patch_descriptors
 
 
@@ -161,8 +161,8 @@ def test_objective_weights_switches_and_names():
     nlcl = Objective(LossConfig("nlcl", n_query=8, n_neg=20, location=False), dec.g_b, d)
     _, terms, _, _ = nlcl.generator_loss(dec.g_b, dec.g_r, d, o, StepRandom(0, 0, 2))
     assert "asym" not in terms and "location" not in terms and "layer" in terms
-    with pytest.raises(NotImplementedObjective, match="not implemented yet"):
-        LossConfig("dcdgan")
+    with pytest.raises(ValueError, match="semantic-encoder"):
+        LossConfig("cclgan")  # CCLGAN's intra-cycle contrast has no encoder to work with
     with pytest.raises(ValueError, match="unknown objective"):
         LossConfig("cyclegan")
     only_adv = LossConfig(layer=False, asym=False, location=False, self_consistency=False, sparse=False)

@@ -144,8 +144,9 @@ def one_step_gradients(data: str, world) -> dict:
     share = world.share(cfg.batch)
     rainy, clean = crops.unpaired(3, share)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    _, _, b, _ = generator_gradients(models, rainy, StepRandom(cfg.seed, 3, 4, share.start, len(share)), world, scaler, False)
-    discriminator_gradients(models, clean, b, world, scaler, False)
+    _, _, _, cache = generator_gradients(models, rainy, clean, StepRandom(cfg.seed, 3, 4, share.start, len(share)), world,
+                                         scaler, False)
+    discriminator_gradients(models, rainy, clean, cache, world, scaler, False)
     named = list(models.g_b.named_parameters()) + list(models.g_r.named_parameters(prefix="r")) + \
         list(models.d.named_parameters(prefix="d")) + list(models.objective.named_parameters(prefix="obj"))
     return {k: p.grad.detach().clone().contiguous() for k, p in named if p.grad is not None}
@@ -179,10 +180,15 @@ def test_cli_refuses_bad_input_clearly(data, tmp_path, capsys):
     assert "--rainy" in capsys.readouterr().err
     assert train_main(["anlcl", "--clean", str(tmp_path / "nope"), "--rainy", str(data / "rainy"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
-    for objective in ("dcdgan", "cclgan"):
-        assert train_main(["anlcl", "--objective", objective, "--clean", str(data / "clean"), "--rainy", str(data / "rainy"),
-                           "--out", str(tmp_path / objective)]) == 2
-        assert "not implemented yet" in capsys.readouterr().err
+    base = ["anlcl", "--clean", str(data / "clean"), "--rainy", str(data / "rainy")]
+    assert train_main(base + ["--objective", "cclgan", "--out", str(tmp_path / "ccl")]) == 2
+    assert "--semantic-encoder" in capsys.readouterr().err
+    assert train_main(base + ["--objective", "cclgan", "--semantic-encoder", str(tmp_path / "none.pt"), "--out", str(tmp_path / "ccl")]) == 2
+    assert "semantic encoder not found" in capsys.readouterr().err
+    assert train_main(base + ["--objective", "dcdgan", "--off", "asym", "--out", str(tmp_path / "dcd")]) == 2
+    assert "not a term of --objective dcdgan" in capsys.readouterr().err
+    assert train_main(base + ["--objective", "dcdgan", "--weight", "nce=lots", "--out", str(tmp_path / "dcd")]) == 2
+    assert "TERM=NUMBER" in capsys.readouterr().err
 
 
 def test_init_from_another_runs_checkpoint(data, tmp_path):
