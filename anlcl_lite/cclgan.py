@@ -10,7 +10,7 @@ With O a rainy crop, C an unpaired clean crop, B = G_B(O), Ô = G_O(B), Ř = G_O
         + λ_inter · inter-cycle contrast (below)
     λ_NCE = 2, λ_idt = 1, λ_intra = 1, λ_inter = 0.01 (the released code: NCE ×2, intra ½(c₁+c₂), inter 0.005·(c₁+c₂))
 
-ρ(a; +p; −n) is the distance-ratio contrast of losses/ratio_contrast.py; e is a frozen semantic image encoder (CLIP
+ρ(a; +p; −n) is the (bounded) distance-ratio contrast of losses/ratio_contrast.py; e is a frozen semantic image encoder (CLIP
 in the paper, a user-supplied TorchScript file here: semantic.py). Inter-cycle: in each discriminator's feature
 space (blocks `inter_layers`, global-average pooled, since the images compared are unpaired) the outputs of one
 generator from both cycles are pulled to the real photos of its domain and pushed from the other domain:

@@ -98,9 +98,12 @@ def test_contrast_ratio_by_hand_and_only_the_anchor_gets_gradients():
     a = torch.zeros(4, requires_grad=True)
     p, n1, n2 = torch.full((4,), 0.5, requires_grad=True), torch.full((4,), 1.0), torch.full((4,), 2.0)
     loss = contrast_ratio(a, [(p, 1.0)], [(n1, 1.0), (n2, 0.1)])
-    assert float(loss.detach()) == pytest.approx(0.5 / (1.0 + 0.1 * 2.0), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(0.5 / (0.5 + 1.0 + 0.1 * 2.0), rel=1e-5)
     loss.backward()
     assert a.grad is not None and p.grad is None
+    # an anchor equal to its negative (an untrained, identity generator) stays bounded instead of exploding
+    same = contrast_ratio(n1.clone().requires_grad_(), [(p, 1.0)], [(n1, 1.0)])
+    assert float(same.detach()) == pytest.approx(1.0, abs=1e-5)
 
 
 # --- the semantic encoder ------------------------------------------------------------------------------------------
