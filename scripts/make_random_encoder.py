@@ -1,0 +1,39 @@
+"""Writes a randomly initialised, frozen CNN image encoder as TorchScript: a stand-in for CLIP in CCLGAN's intra-cycle
+contrast when no pretrained encoder is at hand (random convolutional features still separate textures such as rain
+streaks from clean surfaces, but carry no semantics; say so next to any number trained with one).
+
+usage: python scripts/make_random_encoder.py OUT.pt [--seed N]
+"""
+import argparse
+
+import torch
+from torch import nn
+
+
+class RandomEncoder(nn.Module):
+    """N×3×S×S RGB in [0, 1] → N×256: four stride-2 conv–ReLU stages (32, 64, 128, 256 channels), global mean."""
+
+    def __init__(self):
+        super().__init__()
+        layers, c = [], 3
+        for out in (32, 64, 128, 256):
+            layers += [nn.Conv2d(c, out, 3, 2, 1), nn.ReLU()]
+            c = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x * 2.0 - 1.0).mean(dim=(2, 3))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    torch.jit.script(RandomEncoder().eval()).save(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
