@@ -63,6 +63,21 @@ def average_gradients(params: list[torch.nn.Parameter], world: World) -> None:
         offset += n
 
 
+def gather_batch(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(the global batch of `x`, concatenated in rank order along dim 0; where this process's rows start in it).
+
+    For losses whose samples meet samples of other images (DCD-GAN's external negatives): the gather is
+    differentiable, its backward sends every row's gradient back to the process that owns it, so averaged gradients
+    equal the single-process ones. Shares are contiguous and in rank order (`World.share`), so the global order is
+    the single-process order. Outside a process group it returns (x, 0).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather  # autograd-aware collective
+
+    return torch.cat(all_gather(x.contiguous()), dim=0), dist.get_rank() * x.shape[0]
+
+
 def barrier(world: World) -> None:
     if world.enabled:
         dist.barrier()

@@ -7,7 +7,8 @@ so the heads stay tied to one encoder whichever direction they serve (as the rel
 
 Negatives of a query (the key at its own location is the positive):
 - internal: the keys at the other sampled locations of the same image;
-- external (`external=True`): also every key sampled from the other images of the batch.
+- external (`external=True`): also every key sampled from the other images of the batch — the *global* batch under
+  torchrun (keys are gathered across processes, differentiably, so data-parallel training optimises the same loss).
 With one image per batch the two coincide. τ = 0.07, N = 256 locations per layer.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather_batch
 from ..heads import flat_locations, make_heads
 from ..sampling import StepRandom, gather_locations
 
@@ -25,8 +27,9 @@ def dual_patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float, external: bool 
     query's own key among the internal (and, with `external`, external) keys."""
     n, m, _ = q.shape
     if external:
-        logits = q.reshape(n * m, -1).float() @ k.reshape(n * m, -1).float().t() / tau  # (NM)×(NM)
-        target = torch.arange(n * m, device=q.device)
+        keys, start = gather_batch(k.reshape(n * m, -1))  # this process's keys start at row `start`
+        logits = q.reshape(n * m, -1).float() @ keys.float().t() / tau  # (NM)×(global NM)
+        target = torch.arange(start, start + n * m, device=q.device)
     else:
         logits = torch.bmm(q.float(), k.float().transpose(1, 2)).reshape(n * m, m) / tau  # per image M×M
         target = torch.arange(m, device=q.device).repeat(n)
