@@ -1,10 +1,11 @@
-"""Scores the shipped LPNet on paired data seen through flips and 90° rotations, to show which frame orientations it
+"""Scores a shipped model (LPNet by default) on paired data seen through flips and 90° rotations, to show which frame orientations it
 can derain: rain streaks have a dominant direction (near-vertical), and a model this small learns that direction.
 
 Each row rotates/flips the rainy input, derains it, undoes the transform and scores against the clean image
 (PSNR-Y / SSIM-Y, derain_edge.evaluate's conventions).
 
-usage: python scripts/orientation_check.py [--pairs DIR]   (default: runs/rain100h/test, from rain100h_split.py)
+usage: python scripts/orientation_check.py [--model lpnet|anlcl] [--pairs DIR]
+       (default pairs: runs/rain100h/test, from rain100h_split.py)
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import lpnet
-from derain_edge.evaluate import evaluate_pairs
+from derain_edge.evaluate import MODELS, evaluate_pairs, load_model
 
 # name → (forward transform, its inverse) on N×C×H×W
 TRANSFORMS = {
@@ -39,10 +39,11 @@ class Oriented(nn.Module):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=list(MODELS), default="lpnet")
     p.add_argument("--pairs", default="runs/rain100h/test", help="folder with rainy/ and clean/")
     args = p.parse_args(argv)
     pairs = Path(args.pairs)
-    model = lpnet.load_pretrained()
+    model, _ = load_model(args.model)
     print(f"| frame orientation | PSNR-Y | SSIM-Y |\n|---|---|---|")
     for name in TRANSFORMS:
         r = evaluate_pairs(Oriented(model, name).eval(), pairs / "rainy", pairs / "clean", warn=lambda m: None)
