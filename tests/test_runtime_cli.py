@@ -119,8 +119,11 @@ def test_bad_size_is_an_argparse_error(capsys):
 
 def test_ctrl_c_finalizes_the_output(tmp_path):
     out = tmp_path / "long.mp4"
+    # a terminal delivers Ctrl-C to a process whose SIGINT is at its default; a test run started in the background
+    # (`nohup make test &`) would hand an *ignored* SIGINT down, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "demo", str(out), "--headless", "--frames", "0",
-                             "--size", "64x48", "--threads", "1"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                             "--size", "64x48", "--threads", "1"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     # wait until frames are being written (the temporary file grows), then interrupt like Ctrl-C
     while time.time() < deadline and not any(p.stat().st_size > 2000 for p in tmp_path.glob(".long.*")):
