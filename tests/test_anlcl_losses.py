@@ -157,7 +157,7 @@ def test_objective_weights_switches_and_names():
     total, terms, b, r = obj.generator_loss(dec.g_b, dec.g_r, d, o, StepRandom(0, 0, 2))
     assert set(terms) >= {"adv", "layer", "self", "location", "asym", "sparse"}
     weighted = terms["adv"] + 0.1 * terms["layer"] + terms["self"] + terms["location"] + terms["asym"] + 0.01 * terms["sparse"]
-    assert float(total) == pytest.approx(float(weighted), rel=1e-6)
+    assert float(total.detach()) == pytest.approx(float(weighted.detach()), rel=1e-6)
     nlcl = Objective(LossConfig("nlcl", n_query=8, n_neg=20, location=False), dec.g_b, d)
     _, terms, _, _ = nlcl.generator_loss(dec.g_b, dec.g_r, d, o, StepRandom(0, 0, 2))
     assert "asym" not in terms and "location" not in terms and "layer" in terms
