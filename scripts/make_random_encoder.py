@@ -9,6 +9,8 @@ import argparse
 import torch
 from torch import nn
 
+from derain_edge.files import atomic_path
+
 
 class RandomEncoder(nn.Module):
     """N×3×S×S RGB in [0, 1] → N×256: four stride-2 conv–ReLU stages (32, 64, 128, 256 channels), global mean."""
@@ -31,7 +33,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
-    torch.jit.script(RandomEncoder().eval()).save(args.out)
+    with atomic_path(args.out) as tmp:
+        torch.jit.script(RandomEncoder().eval()).save(str(tmp))
     print(f"wrote {args.out}")
 
 

@@ -1,5 +1,5 @@
-"""Scores a shipped model (LPNet by default) on paired data seen through flips and 90° rotations, to show which frame orientations it
-can derain: rain streaks have a dominant direction (near-vertical), and a model this small learns that direction.
+"""Scores a shipped model (LPNet by default) on paired data seen through flips and 90° rotations, to show which frame
+orientations it can derain: rain streaks have a dominant direction (near-vertical), and a small model learns it.
 
 Each row rotates/flips the rainy input, derains it, undoes the transform and scores against the clean image
 (PSNR-Y / SSIM-Y, derain_edge.evaluate's conventions).
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from derain_edge.evaluate import MODELS, evaluate_pairs, load_model
+from derain_edge.imageio import ImageError
 
 # name → (forward transform, its inverse) on N×C×H×W
 TRANSFORMS = {
@@ -44,9 +45,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     pairs = Path(args.pairs)
     model, _ = load_model(args.model)
-    print(f"| frame orientation | PSNR-Y | SSIM-Y |\n|---|---|---|")
+    print("| frame orientation | PSNR-Y | SSIM-Y |\n|---|---|---|")
     for name in TRANSFORMS:
-        r = evaluate_pairs(Oriented(model, name).eval(), pairs / "rainy", pairs / "clean", warn=lambda m: None)
+        try:
+            r = evaluate_pairs(Oriented(model, name).eval(), pairs / "rainy", pairs / "clean", warn=lambda m: None)
+        except (ImageError, ValueError) as e:
+            p.exit(2, f"orientation_check: {e} (the default pairs come from scripts/rain100h_split.py)\n")
         print(f"| {name} | {r['psnr_y']:.2f} | {r['ssim_y']:.4f} |", flush=True)
     print(f"| rainy input | {r['input_psnr_y']:.2f} | {r['input_ssim_y']:.4f} |")
     return 0
