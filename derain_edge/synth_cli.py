@@ -1,6 +1,6 @@
 """derain-synth: make paired rainy/clean datasets (and a contact sheet) from a folder of clean photos.
 
-    derain-synth --clean DIR [--out DIR] [--n N] [--seed S] [--preset heavy|light] [--scale auto|X]
+    derain-synth --clean DIR [--out DIR] [--n N] [--seed S] [--preset drizzle|light|moderate|heavy] [--scale auto|X]
                  [--contact-sheet PNG] [--reference [LABEL=]DIR ...]
 
 Writes OUT/rainy/NAME.png and OUT/clean/NAME.png (same name, same size; the clean image is the 8-bit RGB
@@ -21,7 +21,7 @@ import numpy as np
 
 from .files import atomic_write_bytes
 from .imageio import IMAGE_SUFFIXES, ImageError, list_images, to_rgb_uint8, write_image
-from .rain import RainConfig, render_rain
+from .rain import PRESET_NAMES, RainConfig, render_rain
 
 PROG = "derain-synth"
 SHEET_WIDTH = 1400
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="number of pairs (default: one per clean image; more cycles through "
                                          "the images with new rain, named NAME_rainK)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed ⇒ identical output")
-    p.add_argument("--preset", choices=("heavy", "light"), default="heavy", help="rain preset (default heavy)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="heavy", help="rain preset, drizzle → heavy (default heavy)")
     p.add_argument("--scale", default="auto",
                    help="streak geometry multiplier; 'auto' (default) = max(1, min(H, W) / 320) per image")
     p.add_argument("--contact-sheet", type=Path, metavar="PNG", help="write a labelled contact sheet here")
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     if args.contact_sheet is not None and args.contact_sheet.suffix.lower() != ".png":
         raise CliError(f"--contact-sheet must be a .png file, got {args.contact_sheet}")
     scale = _scale_arg(args.scale)
-    cfg = RainConfig.heavy() if args.preset == "heavy" else RainConfig.light()
+    cfg = RainConfig.preset(args.preset)
     if not args.clean.exists():
         raise CliError(f"--clean {args.clean}: folder not found")
     if not args.clean.is_dir():
