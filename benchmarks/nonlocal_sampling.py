@@ -8,6 +8,7 @@ backward, optimiser steps, discriminator step, momentum update) with
 alternating the two on the same models and crops, and reports medians. Target: ≤ 15 % overhead.
 
     python benchmarks/nonlocal_sampling.py [--patch 128] [--batch 1] [--steps 8] [--device auto] [--json FILE]
+    python benchmarks/nonlocal_sampling.py --smoke    # seconds: 64×64 synthetic crops, ndf 16, 1 step, JSON in a temp dir
 
 Prints a table and, as its last line, `overhead: <percent>%`.
 """
@@ -35,11 +36,11 @@ from derain_edge.files import atomic_write_text  # noqa: E402
 REALRAIN = ROOT.parent / "shared" / "data" / "realrain"
 
 
-def crops(n: int, patch: int, seed: int) -> torch.Tensor:
-    """Real rainy crops when ../shared is present, else smooth random scenes with bright streaks."""
+def crops(n: int, patch: int, seed: int, real: bool = True) -> torch.Tensor:
+    """Real rainy crops when ../shared is present (and `real`), else smooth random scenes with bright streaks."""
     rng = np.random.default_rng(seed)
     out = []
-    files = sorted(REALRAIN.glob("*.png")) if REALRAIN.is_dir() else []
+    files = sorted(REALRAIN.glob("*.png")) if real and REALRAIN.is_dir() else []
     for i in range(n):
         if files:
             from derain_edge.imageio import read_image
@@ -67,12 +68,13 @@ def one_step(models, opts, rainy, clean, step, batch, device) -> float:
     t = time.perf_counter()
     for opt in opts.values():
         opt.zero_grad(set_to_none=True)
-    _, _, b, _ = generator_gradients(models, rainy, StepRandom(0, step, batch, device=device), world, scaler, False)
+    rand = StepRandom(0, step, batch, device=device)
+    _, _, _, cache = generator_gradients(models, rainy, clean, rand, world, scaler, False)
     opts["g"].step()
     opts["d"].zero_grad(set_to_none=True)
-    discriminator_gradients(models, clean, b, world, scaler, False)
+    discriminator_gradients(models, rainy, clean, cache, world, scaler, False)
     opts["d"].step()
-    models.objective.layer.momentum_update(models.d)
+    models.objective.after_step(models)  # the momentum update of the layer-contrast queries
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
@@ -106,15 +108,24 @@ def main(argv=None) -> int:
     p.add_argument("--ndf", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: stable timings on a shared CPU)")
-    p.add_argument("--json", default=str(ROOT / "runs" / "benchmarks" / "nonlocal_sampling.json"))
+    p.add_argument("--json", default=None, help="default: runs/benchmarks/nonlocal_sampling.json (with --smoke: a temp dir)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a seconds-long run on tiny sizes to check the script works (synthetic crops; numbers mean nothing)")
     args = p.parse_args(argv)
+    if args.smoke:
+        from derain_edge.smoke import scratch_dir
+
+        args.patch, args.batch, args.steps, args.ndf = 64, 1, 1, 16
+        args.json = args.json or str(scratch_dir() / "nonlocal_sampling.json")
+    args.json = args.json or str(ROOT / "runs" / "benchmarks" / "nonlocal_sampling.json")
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     cfg = AnlclTrainConfig(out="unused", ndf=args.ndf, patch=args.patch, batch=args.batch)
     models, opts = build(cfg, device)
     models.train()
-    rainy, clean = crops(args.batch, args.patch, 0).to(device), crops(args.batch, args.patch, 1).to(device)
+    real = not args.smoke
+    rainy, clean = crops(args.batch, args.patch, 0, real).to(device), crops(args.batch, args.patch, 1, real).to(device)
     modes = ("non-local", "random")
     times: dict[str, list[float]] = {m: [] for m in modes}
     for i in range(args.steps + 2):
@@ -123,7 +134,7 @@ def main(argv=None) -> int:
             dt = one_step(models, opts, rainy, clean, i, args.batch, device)
             if i >= 2:
                 times[mode].append(dt)
-    search = statistics.median(search_only(models, rainy, device) for _ in range(5))
+    search = statistics.median(search_only(models, rainy, device) for _ in range(1 if args.smoke else 5))
     med = {m: statistics.median(v) for m, v in times.items()}
     overhead = 100.0 * (med["non-local"] / med["random"] - 1.0)
     print(f"ANLCL-lite training step, {args.batch}×3×{args.patch}×{args.patch}, PatchGAN ndf {args.ndf}, "

@@ -7,6 +7,7 @@ The detector's own input handling is untouched: it gets the same BGR uint8 frame
 
     python examples/detector_pipeline.py                       # 5 synthetic frames, shipped LPNet weights
     python examples/detector_pipeline.py --model exports/lpnet_fp32.onnx --source rtsp://cam/stream
+    python examples/detector_pipeline.py --smoke               # seconds: one small synthetic frame, one thread
 """
 from __future__ import annotations
 
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=5)
     p.add_argument("--size", default="240x320", help="HxW of the synthetic frames")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--smoke", action="store_true", help="check the example in seconds: 1 frame of 96x128, 1 thread")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.frames, args.size, args.threads = 1, "96x128", args.threads or 1
     h, w = (int(v) for v in args.size.lower().split("x"))
     derain = Derainer(args.model, threads=args.threads)
     detector, dictionary = make_detector()

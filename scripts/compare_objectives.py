@@ -6,6 +6,8 @@ of real rainy photos (rows) through each model (columns), so the comparison in d
 usage: python scripts/compare_objectives.py LABEL=WEIGHTS [LABEL=WEIGHTS …] [--lpnet] [--pairs DIR] [--real DIR]
            [--photos NAME,NAME,…] [--out DIR]
    (defaults: --pairs ../shared/data/rain100h-dev, --real ../shared/data/realrain, --out runs/compare)
+       python scripts/compare_objectives.py --smoke   (seconds: an untrained G_B and LPNet on tiny generated pairs and
+           photos, all in a temp dir; LABEL=WEIGHTS may still be given)
 """
 from __future__ import annotations
 
@@ -33,15 +35,32 @@ def _fit(rgb, width: int = 320):
     return cv2.resize(rgb, (width, round(h * width / w)), interpolation=cv2.INTER_AREA) if w > width else rgb
 
 
+def _smoke(args) -> None:
+    """Points every input and output of `args` at tiny generated data in a temp dir (removed at exit)."""
+    from anlcl_lite import LightGenerator, save_weights
+    from derain_edge.smoke import scratch_dir, tiny_pairs, tiny_scene
+
+    tmp = scratch_dir()
+    args.pairs = str(tiny_pairs(tmp / "pairs", names=("1", "2")))
+    write_image(tmp / "real" / "smoke.png", tiny_scene(80, 60, seed=7))
+    args.real, args.photos, args.out, args.lpnet = str(tmp / "real"), "smoke.png", str(tmp / "out"), True
+    args.models = args.models or [f"untrained={save_weights(LightGenerator(), tmp / 'untrained.safetensors')}"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("models", nargs="+", metavar="LABEL=WEIGHTS")
+    p.add_argument("models", nargs="*", metavar="LABEL=WEIGHTS")
     p.add_argument("--lpnet", action="store_true", help="add the shipped LPNet as a column and a row")
     p.add_argument("--pairs", default=str(ROOT.parent / "shared/data/rain100h-dev"))
     p.add_argument("--real", default=str(ROOT.parent / "shared/data/realrain"))
     p.add_argument("--photos", default=",".join(PHOTOS))
     p.add_argument("--out", default="runs/compare")
+    p.add_argument("--smoke", action="store_true", help="check the script end to end in seconds on tiny generated data")
     args = p.parse_args(argv)
+    if args.smoke:
+        _smoke(args)
+    if not args.models:
+        p.error("the following arguments are required: LABEL=WEIGHTS")
     models = {}
     for item in args.models:
         name, _, path = item.partition("=")

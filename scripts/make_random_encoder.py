@@ -3,6 +3,7 @@ contrast when no pretrained encoder is at hand (random convolutional features st
 streaks from clean surfaces, but carry no semantics; say so next to any number trained with one).
 
 usage: python scripts/make_random_encoder.py OUT.pt [--seed N]
+       python scripts/make_random_encoder.py --smoke   (writes to a temp dir, loads it back and encodes one image)
 """
 import argparse
 
@@ -29,13 +30,24 @@ class RandomEncoder(nn.Module):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out")
+    p.add_argument("out", nargs="?")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="check the script in seconds: OUT defaults to a temp file")
     args = p.parse_args(argv)
+    if args.smoke and args.out is None:
+        from derain_edge.smoke import scratch_dir
+
+        args.out = str(scratch_dir() / "random_encoder.pt")
+    if args.out is None:
+        p.error("the following arguments are required: out")
     torch.manual_seed(args.seed)
     with atomic_path(args.out) as tmp:
         torch.jit.script(RandomEncoder().eval()).save(str(tmp))
     print(f"wrote {args.out}")
+    if args.smoke:
+        emb = torch.jit.load(args.out)(torch.rand(1, 3, 32, 32))
+        assert emb.shape == (1, 256), emb.shape
+        print(f"smoke: loaded it back; one 32×32 image → {tuple(emb.shape)}")
 
 
 if __name__ == "__main__":

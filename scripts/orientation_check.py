@@ -6,6 +6,7 @@ Each row rotates/flips the rainy input, derains it, undoes the transform and sco
 
 usage: python scripts/orientation_check.py [--model lpnet|anlcl] [--pairs DIR]
        (default pairs: runs/rain100h/test, from rain100h_split.py)
+       python scripts/orientation_check.py --smoke   (seconds: tiny generated pairs in a temp dir; numbers mean nothing)
 """
 from __future__ import annotations
 
@@ -42,7 +43,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=list(MODELS), default="lpnet")
     p.add_argument("--pairs", default="runs/rain100h/test", help="folder with rainy/ and clean/")
+    p.add_argument("--smoke", action="store_true", help="check the script in seconds on tiny generated pairs")
     args = p.parse_args(argv)
+    if args.smoke:
+        from derain_edge.smoke import scratch_dir, tiny_pairs
+
+        args.pairs = str(tiny_pairs(scratch_dir() / "pairs", names=("1", "2"), size=(64, 48)))
     pairs = Path(args.pairs)
     model, _ = load_model(args.model)
     print("| frame orientation | PSNR-Y | SSIM-Y |\n|---|---|---|")
