@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from derain_edge.progress import progress as _progress
 
 from derain_edge.checkpoint import load_checkpoint, save_checkpoint
 from derain_edge.files import atomic_write_text
@@ -284,7 +284,7 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
         if rows:
             _write_csv(out / "scalars.csv", rows)
 
-    bar = tqdm(total=total_steps, initial=step, desc=f"ANLCL-lite {models.loss_cfg.objective}", unit="it",
+    bar = _progress(total=total_steps, initial=step, desc=f"ANLCL-lite {models.loss_cfg.objective}", unit="it",
                dynamic_ncols=True, disable=not (progress and world.main))
     acc: dict[str, float] = {}
     count, t0, t_ckpt, done = 0, time.time(), time.time(), 0

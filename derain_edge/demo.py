@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from .progress import progress
 
 from .imageio import ImageError, list_images, read_image, write_image
 from .infer import derain_rgb
@@ -30,7 +30,7 @@ def synthetic_demo(model, out: Path, scenes: int = 3, seed: int = 0) -> list[tup
     from .scenes import dead_leaves
 
     rows, scores = [], []
-    for i in tqdm(range(scenes), desc="demo scenes"):
+    for i in progress(range(scenes), desc="demo scenes", unit="scene"):
         rng = np.random.default_rng([seed, i])
         clean = dead_leaves(320, 480, rng)
         rainy = np.round(render_rain(clean.astype(np.float32) / 255, rng, RainConfig.heavy()) * 255).astype(np.uint8)
@@ -50,7 +50,7 @@ def derain_inputs(model, inputs: list[str], out: Path) -> int:
         p = Path(item)
         files.extend(list_images(p) if p.is_dir() else [p])
     failed = 0
-    for path in tqdm(files, desc="derain"):
+    for path in progress(files, desc="derain", unit="img"):
         try:
             rainy = read_image(path)
         except ImageError as e:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .files import atomic_write_bytes
+from .progress import progress, write
 from .imageio import IMAGE_SUFFIXES, ImageError, list_images, to_rgb_uint8, write_image
 from .rain import PRESET_NAMES, RainConfig, render_rain
 
@@ -32,9 +33,7 @@ class CliError(Exception):
 
 
 def _warn(msg: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"{PROG}: warning: {msg}", file=sys.stderr)
+    write(f"{PROG}: warning: {msg}", file=sys.stderr)
 
 
 def read_rgb(path: Path) -> tuple[np.ndarray, str | None]:
@@ -84,18 +83,33 @@ def _render(rgb: np.ndarray, rng: np.random.Generator, cfg: RainConfig, scale: f
     return np.round(rainy * 255.0).astype(np.uint8)
 
 
-def _encode_png(rgb: np.ndarray, max_bytes: int | None = None) -> tuple[bytes, int]:
-    """PNG bytes of an RGB image; if over max_bytes, drops 1–3 low bits per channel (rain texture is noise-like
-    and compresses badly; 6–7 bits per channel look the same in a README).  Returns (bytes, bits dropped)."""
+def _png(bgr: np.ndarray, drop: int) -> bytes:
+    img = bgr if drop == 0 else ((bgr >> drop) << drop) | (1 << (drop - 1))
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise CliError("OpenCV could not encode the contact sheet as PNG")
+    return buf.tobytes()
+
+
+def _encode_png(rgb: np.ndarray, max_bytes: int | None = None) -> tuple[bytes, int, float]:
+    """PNG bytes of an RGB image within max_bytes: first drops 1–3 low bits per channel (rain texture is noise-like
+    and compresses badly; 5–7 bits per channel look the same in a README), then, if still too big, scales the
+    image down until it fits.  Returns (bytes, bits dropped, scale)."""
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     for drop in range(4):
-        img = bgr if drop == 0 else ((bgr >> drop) << drop) | (1 << (drop - 1))
-        ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        if not ok:
-            raise CliError("OpenCV could not encode the contact sheet as PNG")
-        if max_bytes is None or buf.size <= max_bytes:
-            break
-    return buf.tobytes(), drop
+        data = _png(bgr, drop)
+        if max_bytes is None or len(data) <= max_bytes:
+            return data, drop, 1.0
+    h, w = bgr.shape[:2]
+    scale = 1.0
+    for _ in range(12):
+        scale *= max(0.5, min(0.95, 0.97 * (max_bytes / len(data)) ** 0.5))
+        small = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        data = _png(np.ascontiguousarray(small), drop)
+        if len(data) <= max_bytes:
+            return data, drop, scale
+    raise CliError(f"the contact sheet does not fit in {max_bytes / 1e6:.2f} MB even at {scale:.0%} size; "
+                   "raise --sheet-max-mb or lower --sheet-rows")
 
 
 # --------------------------------------------------------------------------------------------- contact sheet
@@ -228,8 +242,6 @@ def _scale_arg(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     if args.out is None and args.contact_sheet is None:
         raise CliError("nothing to do: give --out DIR and/or --contact-sheet PNG")
     if args.n is not None and args.n < 1:
@@ -258,8 +270,12 @@ def run(args: argparse.Namespace) -> int:
         except ImageError as e:
             raise CliError(f"--reference: {e}") from None
 
+    if args.sheet_max_mb <= 0:
+        raise CliError(f"--sheet-max-mb must be positive, got {args.sheet_max_mb}")
     n_pairs = len(files) if args.n is None else args.n
-    sheet_idx = set(_pick(len(files), args.sheet_rows)) if args.contact_sheet else set()
+    # with --out, the sheet shows pairs that were written (spread over them), never images left out by --n
+    pool = min(n_pairs, len(files)) if args.out is not None else len(files)
+    sheet_idx = set(_pick(pool, args.sheet_rows)) if args.contact_sheet else set()
 
     def jobs():
         """(image index, variant, write?) in order: the images cycled until n pairs are written (unreadable
@@ -273,14 +289,14 @@ def run(args: argparse.Namespace) -> int:
                 if idx not in bad:
                     done.add(idx)
                     yield idx, variant, True
-        for idx in sorted(sheet_idx - done):
+        for idx in sorted(sheet_idx - done - set(bad)):
             yield idx, 0, False
 
     bad: dict[int, str] = {}
     sheet_rows: dict[int, tuple[str, np.ndarray, np.ndarray]] = {}
     written = 0
     total = n_pairs if args.out is not None else len(sheet_idx)
-    bar = tqdm(jobs(), total=total, desc=PROG, unit="img", disable=args.quiet, file=sys.stderr)
+    bar = progress(jobs(), total=total, desc=PROG, unit="img", disable=args.quiet, file=sys.stderr)
     for idx, variant, write in bar:
         path = files[idx]
         try:
@@ -318,11 +334,17 @@ def run(args: argparse.Namespace) -> int:
         title = (f"derain-synth --preset {args.preset} --seed {args.seed}: clean | synthetic"
                  + "".join(f" | {label}" for label, _ in refs_specs))
         sheet = contact_sheet(rows, refs, title)
-        data, dropped = _encode_png(sheet, int(args.sheet_max_mb * 1e6))
+        data, dropped, scale = _encode_png(sheet, int(args.sheet_max_mb * 1e6))
         atomic_write_bytes(args.contact_sheet, data)
-        bits = f", {8 - dropped} bits/channel to fit {args.sheet_max_mb} MB" if dropped else ""
-        print(f"{PROG}: wrote contact sheet {args.contact_sheet} ({sheet.shape[1]}×{sheet.shape[0]}, "
-              f"{len(data) / 1e6:.2f} MB{bits})", file=sys.stderr)
+        fitted = []
+        if dropped:
+            fitted.append(f"{8 - dropped} bits/channel")
+        if scale < 1.0:
+            fitted.append(f"scaled to {scale:.0%}")
+        how = f", {' and '.join(fitted)} to fit {args.sheet_max_mb} MB" if fitted else ""
+        sh, sw = (round(sheet.shape[0] * scale), round(sheet.shape[1] * scale)) if scale < 1.0 else sheet.shape[:2]
+        print(f"{PROG}: wrote contact sheet {args.contact_sheet} ({sw}×{sh}, {len(data) / 1e6:.2f} MB{how})",
+              file=sys.stderr)
     return 0
 
 

@@ -150,11 +150,11 @@ def parity(runner: Runner, reference: Runner, size: tuple[int, int], seed: int =
 def measure(runner: Runner, reference: Runner, pairs: list[Pair], sizes: str | list[list[int]],
             source: str, progress: bool = False) -> dict:
     """The cost dict of the sidecar (see module doc); means over images."""
-    from tqdm import tqdm
+    from derain_edge.progress import progress as _progress
 
     vs_fp32_p, vs_fp32_s, gt_ref_p, gt_art_p, gt_ref_s, gt_art_s = [], [], [], [], [], []
     fits = set()
-    for pair in tqdm(pairs, desc="  cost", unit="img", leave=False, disable=not progress):
+    for pair in _progress(pairs, desc="  cost", unit="img", leave=False, disable=not progress):
         rainy, clean = pair.rainy, pair.clean
         if sizes != "dynamic":
             size = best_size(rainy.shape[:2], sizes)

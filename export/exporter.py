@@ -21,7 +21,7 @@ import numpy as np
 
 from . import formats as F
 from .artifact import Exported
-from .progress import Steps
+from derain_edge.progress import Steps
 
 
 class ExportArgumentError(ValueError):

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from derain_edge.progress import progress
 
 from derain_edge.files import atomic_write_bytes
 
@@ -363,7 +363,7 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
     out_dir = Path(out_dir)
     base = stem if stem.endswith(f"_{precision}") else f"{stem}_{precision}"
     results = []
-    for size in tqdm(sizes, desc=f"tflite {precision}", unit="size", leave=False):
+    for size in progress(sizes, desc=f"tflite {precision}", unit="size", leave=False):
         t0 = time.perf_counter()
         frames = fit_calibration(calib, size) if calib is not None else None
         with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:

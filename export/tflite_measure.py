@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
+from derain_edge.progress import progress
 
 from derain_edge.files import atomic_write_text
 from derain_edge.imageio import list_pairs, read_image
@@ -55,7 +55,7 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
     split = tflite.to_saved_model(model, size, work / "split", split_weights=True) if "int16x8" in precisions else None
     fitted = tflite.fit_calibration(calib, size)
     runners, files = {}, {}
-    for p in tqdm(precisions, desc="convert", leave=False):
+    for p in progress(precisions, desc="convert", unit="model", leave=False):
         path = (keep or work) / f"lpnet_{p}_{size[0]}x{size[1]}.tflite"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(tflite.convert_saved_model(split if p == "int16x8" else saved, p,
@@ -63,7 +63,7 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
         runners[p], files[p] = tflite.make_runner(path, size), path
     convert_s = time.perf_counter() - t0
     scores = {p: {"vs_fp32": [], "vs_gt": [], "ssim_vs_gt": []} for p in ["pytorch-fp32", *precisions]}
-    for rainy_path, clean_path in tqdm(pairs, desc="pairs", leave=False):
+    for rainy_path, clean_path in progress(pairs, desc="pairs", unit="pair", leave=False):
         rainy, clean = read_image(rainy_path), read_image(clean_path)
         padded, (ys, xs), rainy_c = pad_to(rainy, size)
         clean_c = pad_to(clean, size)[2]

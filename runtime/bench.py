@@ -239,7 +239,7 @@ def _export(work: Path, args) -> tuple[Path | None, Path | None]:
 
 def run_bench(args) -> dict:
     import torch
-    from tqdm import tqdm
+    from derain_edge.progress import progress
 
     import lpnet
     from derain_edge.metrics import psnr_y
@@ -264,7 +264,7 @@ def run_bench(args) -> dict:
     model = lpnet.load_pretrained()
     results, speedups, speedups_fp32, best_of, best_fp32_of, baseline_of, macs_of = [], {}, {}, {}, {}, {}, {}
     total = len(sizes) * len(live) * (args.warmup + args.iters)
-    bar = tqdm(total=total, desc=PROG, unit="run", disable=None)
+    bar = progress(total=total, desc=PROG, unit="run")
     for size in sizes:
         key = f"{size[1]}x{size[0]}"
         macs_of[key] = macs_per_frame(model, size)
@@ -385,9 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "exported and benched on onnxruntime/OpenVINO/OpenCV anyway")
     p.add_argument("--size", action="append", type=parse_size, metavar="WxH", help="frame size (repeatable; default 640x480)")
     p.add_argument("--json", metavar="FILE", help="write the full results as JSON")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds the iterations are split into")
+    p.add_argument("--warmup", type=int, default=3, metavar="N",
+                   help="untimed runs per backend and size before timing (default: 3)")
+    p.add_argument("--iters", type=int, default=20, metavar="N",
+                   help="timed runs per backend and size; p50/p90/p99 come from these (default: 20)")
+    p.add_argument("--rounds", type=int, default=4, metavar="N",
+                   help="interleaved rounds the iterations are split into, so load changes hit every backend alike "
+                        "(default: 4)")
     p.add_argument("--threads", type=int, default=_cores(), help="threads for every backend (default: all cores)")
     p.add_argument("--no-one-thread", dest="try_one_thread", action="store_false",
                    help="don't also measure every backend with one thread (on a loaded machine one thread often wins)")
@@ -396,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-export", action="store_true", help="don't export the shipped weights to ONNX")
     p.add_argument("--skip-opencv", action="store_true", help="leave out cv2.dnn (the slowest CPU backend)")
     p.add_argument("--skip-streaming", action="store_true", help="don't measure the streaming loop's overhead")
-    p.add_argument("--stream-frames", type=int, default=20)
+    p.add_argument("--stream-frames", type=int, default=20, metavar="N",
+                   help="frames run through the streaming loop to measure its overhead over raw inference "
+                        "(default: 20)")
     return p
 
 
