@@ -22,14 +22,17 @@ def train_main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("lpnet", help="supervised LPNet (Fu et al. 2019) on real and/or synthesized pairs")
     p.add_argument("--pairs", action="append", default=[], metavar="DIR", help="folder with rainy/ and clean/ pairs (repeatable)")
     p.add_argument("--clean", action="append", default=[], metavar="DIR", help="folder of clean photos to render rain over (repeatable)")
-    p.add_argument("--val", metavar="DIR", help="folder with rainy/ and clean/ pairs for validation PSNR-Y and best-checkpoint selection")
+    p.add_argument("--val", action="append", default=[], metavar="DIR", help="folder with rainy/ and clean/ pairs for validation PSNR-Y (repeatable: heavy and light)")
+    p.add_argument("--val-dry", action="append", default=[], metavar="DIR", help="folder of rain-free photos, scored output vs input (repeatable); the best checkpoint maximises the mean over every --val and --val-dry set")
     p.add_argument("--out", default="runs/lpnet", metavar="DIR", help="checkpoints, curve.png and history.json (default: %(default)s); an existing run there is resumed")
     p.add_argument("--iters", type=int, default=20000, help="total iterations (default: %(default)s)")
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--patch", type=int, default=80, help="training crop size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of synthetic crops when both --pairs and --clean are given")
+    p.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of crops with rain rendered over --clean photos (default: %(default)s)")
+    p.add_argument("--dry-fraction", type=float, default=0.0, help="share of dry crops (clean → clean) that teach the model to leave rain-free frames alone (default: %(default)s); real pairs get the rest")
+    p.add_argument("--presets", default="heavy", help="comma-separated rain presets for rendered crops, drawn uniformly: drizzle, light, moderate, heavy (default: %(default)s)")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (fine-tuning)")
@@ -46,7 +49,8 @@ def train_main(argv: list[str] | None = None) -> int:
 
     cfg = TrainConfig(
         out=args.out, pairs=args.pairs, clean=args.clean, val=args.val, iters=args.iters, batch=args.batch,
-        patch=args.patch, lr=args.lr, seed=args.seed, synthetic_fraction=args.synthetic_fraction,
+        patch=args.patch, lr=args.lr, seed=args.seed, synthetic_fraction=args.synthetic_fraction, dry_fraction=args.dry_fraction,
+        presets=[s.strip() for s in args.presets.split(",") if s.strip()], val_dry=args.val_dry,
         val_every=args.val_every, ckpt_every=args.ckpt_every, init=args.init, device=args.device, amp=args.amp,
     )
     try:

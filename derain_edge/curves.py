@@ -23,8 +23,13 @@ def plot_training_curve(history: dict, path: str | Path, title: str = "training"
     if history.get("val_psnr_y"):
         ax2 = ax.twinx()
         steps, values = zip(*history["val_psnr_y"])
-        ax2.plot(steps, values, "o-", color="tab:red", ms=3, label="validation PSNR-Y")
+        ax2.plot(steps, values, "o-", color="tab:red", ms=3, label="validation PSNR-Y (mean)")
+        for name in (history["val_sets"][-1][1] if history.get("val_sets") else {}):
+            if name != "score":  # one thin line per condition: heavy, light, dry
+                ax2.plot([s for s, _ in history["val_sets"]], [v[name] for _, v in history["val_sets"]], lw=0.8, alpha=0.7, label=name)
         ax2.set_ylabel("validation PSNR-Y (dB)", color="tab:red")
+        if history.get("val_sets"):
+            ax2.legend(loc="lower right", fontsize=7)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -58,25 +58,39 @@ def load_clean(folder: str | Path, min_side: int) -> list[np.ndarray]:
 
 @dataclass
 class PatchSampler:
+    """Each crop of a batch is, by the shares below: a real pair; rain of a random preset rendered over a clean
+    photo; or a dry pair (clean → clean) from a clean photo or the clean half of a real pair, which teaches the
+    model to leave a frame without rain alone. The real share is what the two others leave."""
+
     pairs: list[tuple[np.ndarray, np.ndarray]]
     clean: list[np.ndarray]
     patch: int = 80
     batch_size: int = 10
     seed: int = 0
-    synthetic_fraction: float = 0.5  # share of synthetic crops when both sources exist
+    synthetic_fraction: float = 0.5  # share of rendered-rain crops
+    dry_fraction: float = 0.0        # share of dry (clean → clean) crops
+    presets: tuple[str, ...] = ("heavy",)
 
     def __post_init__(self):
         if not self.pairs and not self.clean:
             raise ValueError("no training data: give --pairs and/or --clean folders with images")
+        if not (0 <= self.synthetic_fraction <= 1 and 0 <= self.dry_fraction <= 1 and self.synthetic_fraction + self.dry_fraction <= 1):
+            raise ValueError(f"--synthetic-fraction {self.synthetic_fraction} and --dry-fraction {self.dry_fraction} must be "
+                             "in [0, 1] and add up to at most 1 (the real-pair share is the rest)")
         if not self.pairs:
-            self.synthetic_fraction = 1.0
+            self.synthetic_fraction = 1.0 - self.dry_fraction
         elif not self.clean:
             self.synthetic_fraction = 0.0
-        self._rain_config = None
-        if self.clean:
-            from derain_edge.rain import RainConfig
+        from derain_edge.rain import RainConfig
 
-            self._rain_config = RainConfig.heavy()
+        self._rain_configs = [RainConfig.preset(name) for name in self.presets]
+        self._dry_sources = self.clean + [c for _, c in self.pairs]
+
+    @property
+    def mix(self) -> dict[str, float]:
+        """The shares actually drawn (after missing sources are accounted for), for the log and the history."""
+        return {"real": round(1.0 - self.synthetic_fraction - self.dry_fraction, 4), "rendered": self.synthetic_fraction,
+                "dry": self.dry_fraction, "presets": list(self.presets)}
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -84,7 +98,11 @@ class PatchSampler:
         return _to_tensor(rainy), _to_tensor(clean)
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if rng.random() < self.synthetic_fraction:
+        u = rng.random()
+        if u < self.dry_fraction:
+            clean = _crop(self._dry_sources[rng.integers(len(self._dry_sources))], self.patch, rng)
+            rainy = clean
+        elif u < self.dry_fraction + self.synthetic_fraction:
             rainy, clean = self._synthetic(rng)
         else:
             r, c = self.pairs[rng.integers(len(self.pairs))]
@@ -99,13 +117,17 @@ class PatchSampler:
         from derain_edge.rain import render_rain
 
         img = self.clean[rng.integers(len(self.clean))]
-        size = self.patch + 2 * _RENDER_MARGIN
-        y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
-        window = img[y : y + size, x : x + size].astype(np.float32) / 255.0
-        rainy = render_rain(window, rng, self._rain_config)
+        window = _crop(img, self.patch + 2 * _RENDER_MARGIN, rng)
+        config = self._rain_configs[rng.integers(len(self._rain_configs))] if len(self._rain_configs) > 1 else self._rain_configs[0]
+        rainy = render_rain(window, rng, config)
         rainy = np.round(rainy * 255.0) / 255.0  # real rainy inputs arrive as 8-bit images
         m = slice(_RENDER_MARGIN, _RENDER_MARGIN + self.patch)
         return rainy[m, m].astype(np.float32), window[m, m]
+
+
+def _crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
+    return img[y : y + size, x : x + size].astype(np.float32) / 255.0
 
 
 def _to_tensor(images) -> torch.Tensor:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from derain_edge.checkpoint import load_checkpoint, save_checkpoint
 from derain_edge.curves import plot_training_curve
 from derain_edge.files import atomic_write_text
-from derain_edge.imageio import list_pairs, read_image
+from derain_edge.imageio import list_images, list_pairs, read_image
 from derain_edge.infer import derain_rgb
 from derain_edge.metrics import psnr_y
 
@@ -40,7 +40,8 @@ class TrainConfig:
     out: str
     pairs: list[str] = field(default_factory=list)
     clean: list[str] = field(default_factory=list)
-    val: str | None = None
+    val: list[str] = field(default_factory=list)      # paired folders (rainy/, clean/): heavy and light validation
+    val_dry: list[str] = field(default_factory=list)  # folders of rain-free photos: scored output vs input
     iters: int = 20000
     batch: int = 10
     patch: int = 80
@@ -48,6 +49,8 @@ class TrainConfig:
     min_lr: float = 1e-5
     seed: int = 0
     synthetic_fraction: float = 0.5
+    dry_fraction: float = 0.0
+    presets: list[str] = field(default_factory=lambda: ["heavy"])
     val_every: int = 500
     ckpt_every: int = 100
     init: str | None = None  # weights to start from (fine-tuning)
@@ -55,7 +58,11 @@ class TrainConfig:
     amp: bool = False
 
     # fields that change which batches a run sees; a resumed run must keep them
-    DATA_FIELDS = ("pairs", "clean", "batch", "patch", "seed", "synthetic_fraction", "lr", "min_lr", "init")
+    DATA_FIELDS = ("pairs", "clean", "batch", "patch", "seed", "synthetic_fraction", "dry_fraction", "presets", "lr", "min_lr", "init")
+    FIELD_DEFAULTS = {"dry_fraction": 0.0, "presets": ["heavy"]}  # what a checkpoint from before these fields meant
+
+# A dry frame returned unchanged scores infinite PSNR; selection caps it so that one condition cannot outvote the others.
+DRY_PSNR_CAP = 45.0
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -71,17 +78,36 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def validate(model: LPNet, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Mean PSNR-Y over full validation images, output quantized to 8 bits as a saved result would be."""
+def validate(model: LPNet, sets: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict[str, float]:
+    """Mean PSNR-Y per validation set over full images, output quantized to 8 bits as a saved result would be.
+    A dry set's pairs are (photo, photo): output scored against its own input, capped at DRY_PSNR_CAP.
+    "score", the selection criterion, is the mean over the sets: heavy rain alone never picks the checkpoint."""
     was_training = model.training
     model.eval()
-    scores = [psnr_y(derain_rgb(model, rainy), clean) for rainy, clean in pairs]
+    out = {}
+    for name, pairs in sets.items():
+        scores = [psnr_y(derain_rgb(model, rainy), clean) for rainy, clean in pairs]
+        out[name] = float(np.mean(np.minimum(scores, DRY_PSNR_CAP)))
     model.train(was_training)
-    return float(np.mean(scores))
+    out["score"] = float(np.mean(list(out.values())))
+    return out
+
+
+def load_validation(cfg: TrainConfig) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    sets = {}
+    for folder in cfg.val:
+        sets[f"{Path(folder).parent.name}/{Path(folder).name}" if Path(folder).name in ("val", "test") else Path(folder).name] = [
+            (read_image(r), read_image(c)) for r, c in list_pairs(Path(folder) / "rainy", Path(folder) / "clean")]
+    for folder in cfg.val_dry:
+        sets[f"dry {Path(folder).name}"] = [(img, img) for img in (read_image(p) for p in list_images(folder))]
+    return sets
 
 
 def _check_resume(cfg: TrainConfig, stored: dict) -> None:
-    diffs = [f"{k}: checkpoint {stored.get(k)!r} vs now {getattr(cfg, k)!r}" for k in TrainConfig.DATA_FIELDS if stored.get(k) != getattr(cfg, k)]
+    def was(k):
+        return stored.get(k, TrainConfig.FIELD_DEFAULTS.get(k))
+
+    diffs = [f"{k}: checkpoint {was(k)!r} vs now {getattr(cfg, k)!r}" for k in TrainConfig.DATA_FIELDS if was(k) != getattr(cfg, k)]
     if diffs:
         raise ValueError(
             f"{cfg.out} holds a run with different settings ({'; '.join(diffs)}); "
@@ -113,9 +139,13 @@ def train(cfg: TrainConfig) -> dict:
 
     pairs = [p for folder in cfg.pairs for p in load_pairs(folder, cfg.patch)]
     clean = [c for folder in cfg.clean for c in load_clean(folder, cfg.patch)]
-    sampler = PatchSampler(pairs, clean, cfg.patch, cfg.batch, cfg.seed, cfg.synthetic_fraction)
-    val_pairs = [(read_image(r), read_image(c)) for r, c in list_pairs(Path(cfg.val) / "rainy", Path(cfg.val) / "clean")] if cfg.val else []
-    log.info("%d real pairs, %d clean images for synthetic rain, %d validation pairs; device %s", len(pairs), len(clean), len(val_pairs), device)
+    sampler = PatchSampler(pairs, clean, cfg.patch, cfg.batch, cfg.seed, cfg.synthetic_fraction, cfg.dry_fraction, tuple(cfg.presets))
+    val_sets = load_validation(cfg)
+    history["mix"] = sampler.mix
+    mix = sampler.mix
+    log.info("%d real pairs, %d clean photos; batch mix: real %.0f %%, rendered %.0f %% (%s), dry %.0f %%; validation %s; device %s",
+             len(pairs), len(clean), 100 * mix["real"], 100 * mix["rendered"], "/".join(mix["presets"]), 100 * mix["dry"],
+             ", ".join(f"{k} ({len(v)})" for k, v in val_sets.items()) or "none", device)
 
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     config_json = dataclasses.asdict(cfg)
@@ -151,13 +181,17 @@ def train(cfg: TrainConfig) -> dict:
             history["loss"].append([step, running / count])
             bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{learning_rate(cfg, step):.1e}")
             running, count = 0.0, 0
-        if val_pairs and (step % cfg.val_every == 0 or step == cfg.iters):
-            score = validate(model, val_pairs)
+        if val_sets and (step % cfg.val_every == 0 or step == cfg.iters):
+            scores = validate(model, val_sets)
+            score = scores["score"]
             history["val_psnr_y"].append([step, score])
+            history.setdefault("val_sets", []).append([step, scores])
             if history["best"] is None or score > history["best"][1]:
                 history["best"] = [step, score]
-                save_weights(model, out / BEST, {"step": step, "val_psnr_y": score, "val": cfg.val})
-            bar.write(f"iteration {step}: validation PSNR-Y {score:.2f} dB (best {history['best'][1]:.2f} dB at {history['best'][0]})")
+                save_weights(model, out / BEST, {"step": step, "val_psnr_y": score, "val": cfg.val + cfg.val_dry,
+                                                 "val_sets": {k: round(v, 3) for k, v in scores.items()}})
+            per_set = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "score")
+            bar.write(f"iteration {step}: validation PSNR-Y {per_set}; mean {score:.2f} dB (best {history['best'][1]:.2f} dB at {history['best'][0]})")
         if step % cfg.ckpt_every == 0 or step == cfg.iters or time.time() - t_last > 300:
             checkpoint()
             t_last = time.time()

@@ -27,12 +27,10 @@ TIMEOUT_S = 90  # per file; each takes a few seconds on one thread
 SMOKE_ARGS: dict[str, list[str]] = {
     # Being rewritten by the lead: these two take positional folders and have no --smoke yet. When they do, set
     # their entries to ["--smoke"] (or delete them) and drop them from XFAIL.
-    "scripts/rain100h_split.py": ["{tmp}/pairs", "{tmp}/split"],          # SOURCE DEST
     "scripts/readme_picture.py": ["{tmp}/pairs", "{tmp}/readme.png"],     # PAIRS_DIR OUT_PNG
 }
 # file → reason: expected to fail for now (not strict: passing is fine too)
 XFAIL: dict[str, str] = {
-    "scripts/rain100h_split.py": "being rewritten",
     "scripts/readme_picture.py": "being rewritten",
 }
 # file → a regex its stdout must match
