@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import shlex
 import sys
 import warnings
@@ -154,6 +155,7 @@ def evaluate_pairs(
     *,
     warn: Callable[[str], None] | None = None,
     progress: bool = False,
+    skip_bad: bool = False,
 ) -> dict:
     """Scores `model_or_None` (a torch module taking N×3×H×W RGB in [0, 1]; None = the rainy inputs themselves)
     on the pairs of `rainy_dir` / `clean_dir` (matched by file stem).
@@ -161,7 +163,9 @@ def evaluate_pairs(
     Returns ``{"n", "psnr_y", "ssim_y", "input_psnr_y", "input_ssim_y", "per_image": [...]}`` where each per-image
     entry has ``name, width, height, psnr_y, ssim_y, input_psnr_y, input_ssim_y``. With `save_dir`, the derained
     images are written there as ``<stem>.png`` (atomically). Conversion notes go to `warn` (default:
-    ``warnings.warn`` with ``ImageConversionWarning``); `progress` shows a tqdm bar on stderr.
+    ``warnings.warn`` with ``ImageConversionWarning``); `progress` shows progress on stderr (a bar on a terminal,
+    plain lines in a log). `model_or_None` may also be a plain callable, RGB uint8 → RGB uint8 (an artifact's
+    runner). With `skip_bad`, an unreadable or mismatched pair is skipped and listed in ``result["skipped"]``.
     """
     warn = warn or _default_warn
     pairs = list_pairs(rainy_dir, clean_dir)
@@ -174,58 +178,43 @@ def evaluate_pairs(
                 raise ValueError(f"save folder {save_dir} is the input folder {src}; choose another one")
         if save_dir.exists() and not save_dir.is_dir():
             raise ValueError(f"save folder {save_dir} exists and is not a folder")
+    was_training = False
     if model_or_None is not None:
+        from torch import nn
+
         from .infer import derain_rgb
 
-        was_training = getattr(model_or_None, "training", False)
-        model_or_None.eval()
+        if isinstance(model_or_None, nn.Module):
+            was_training = model_or_None.training
+            model_or_None.eval()
+            module = model_or_None
+            run = lambda rgb: derain_rgb(module, rgb)  # noqa: E731
+        else:
+            run = model_or_None
 
-    per_image = []
+    per_image, skipped = [], []
     iterator = pairs
     if progress:
-        from tqdm import tqdm
+        from .progress import progress as bar
 
-        iterator = tqdm(pairs, desc="evaluating", unit="img", leave=False, file=sys.stderr, dynamic_ncols=True)
+        iterator = bar(pairs, desc="evaluating", unit="img", leave=False, file=sys.stderr, dynamic_ncols=True)
     try:
         for rainy_path, clean_path in iterator:
-            rainy = _read(rainy_path, warn)
-            clean = _read(clean_path, warn)
-            if rainy.shape != clean.shape:
-                raise ImageError(
-                    f"size mismatch: {rainy_path} is {_size(rainy)} but {clean_path} is {_size(clean)}"
-                )
-            if min(rainy.shape[:2]) < SSIM_WINDOW:
-                raise ImageError(
-                    f"{rainy_path} and {clean_path} are {_size(rainy)}, smaller than the "
-                    f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
-                )
-            y_clean = rgb_to_y(clean)
-            y_rainy = rgb_to_y(rainy)
-            in_psnr, in_ssim = psnr(y_rainy, y_clean), ssim(y_rainy, y_clean)
-            if model_or_None is None:
-                out_psnr, out_ssim = in_psnr, in_ssim
-            else:
-                try:
-                    derained = derain_rgb(model_or_None, rainy)
-                except (RuntimeError, MemoryError) as e:
-                    raise ImageError(f"{rainy_path}: the model failed on this {_size(rainy)} image: {e}") from e
-                if derained.shape != rainy.shape:
-                    raise ImageError(
-                        f"{rainy_path}: the model returned {_size(derained)} for a {_size(rainy)} input"
-                    )
-                y_out = rgb_to_y(derained)
-                out_psnr, out_ssim = psnr(y_out, y_clean), ssim(y_out, y_clean)
-                if save_dir is not None:
-                    write_image(save_dir / f"{rainy_path.stem}.png", derained)
-            per_image.append({
-                "name": rainy_path.name, "width": int(rainy.shape[1]), "height": int(rainy.shape[0]),
-                "psnr_y": out_psnr, "ssim_y": out_ssim, "input_psnr_y": in_psnr, "input_ssim_y": in_ssim,
-            })
+            try:
+                row = _score_pair(rainy_path, clean_path, None if model_or_None is None else run, warn, save_dir)
+            except ImageError as e:
+                if not skip_bad:
+                    raise
+                skipped.append({"name": rainy_path.name, "error": str(e)})
+                continue
+            per_image.append(row)
     finally:
         if progress:
             iterator.close()
-        if model_or_None is not None and was_training:
+        if was_training:
             model_or_None.train()
+    if not per_image:
+        raise ImageError(f"no pair of {rainy_dir} could be scored ({len(skipped)} skipped)")
 
     def mean(key):
         return float(np.mean([r[key] for r in per_image]))
@@ -234,7 +223,44 @@ def evaluate_pairs(
         "n": len(per_image),
         "psnr_y": mean("psnr_y"), "ssim_y": mean("ssim_y"),
         "input_psnr_y": mean("input_psnr_y"), "input_ssim_y": mean("input_ssim_y"),
-        "per_image": per_image,
+        "per_image": per_image, "skipped": skipped,
+    }
+
+
+def _score_pair(rainy_path: Path, clean_path: Path, run, warn, save_dir) -> dict:
+    """One pair's scores (and its saved output); ImageError names the file for anything wrong with it."""
+    rainy = _read(rainy_path, warn)
+    clean = _read(clean_path, warn)
+    if rainy.shape != clean.shape:
+        raise ImageError(
+            f"size mismatch: {rainy_path} is {_size(rainy)} but {clean_path} is {_size(clean)}"
+        )
+    if min(rainy.shape[:2]) < SSIM_WINDOW:
+        raise ImageError(
+            f"{rainy_path} and {clean_path} are {_size(rainy)}, smaller than the "
+            f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
+        )
+    y_clean = rgb_to_y(clean)
+    y_rainy = rgb_to_y(rainy)
+    in_psnr, in_ssim = psnr(y_rainy, y_clean), ssim(y_rainy, y_clean)
+    if run is None:
+        out_psnr, out_ssim = in_psnr, in_ssim
+    else:
+        try:
+            derained = run(rainy)
+        except (RuntimeError, MemoryError) as e:
+            raise ImageError(f"{rainy_path}: the model failed on this {_size(rainy)} image: {e}") from e
+        if derained.shape != rainy.shape:
+            raise ImageError(
+                f"{rainy_path}: the model returned {_size(derained)} for a {_size(rainy)} input"
+            )
+        y_out = rgb_to_y(derained)
+        out_psnr, out_ssim = psnr(y_out, y_clean), ssim(y_out, y_clean)
+        if save_dir is not None:
+            write_image(save_dir / f"{rainy_path.stem}.png", derained)
+    return {
+        "name": rainy_path.name, "width": int(rainy.shape[1]), "height": int(rainy.shape[0]),
+        "psnr_y": out_psnr, "ssim_y": out_ssim, "input_psnr_y": in_psnr, "input_ssim_y": in_ssim,
     }
 
 
@@ -276,11 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="PSNR-Y / SSIM-Y (MATLAB BT.601 conventions) of a deraining model on rainy/clean pairs "
                     "matched by file name.",
     )
-    p.add_argument("--rainy", required=True, metavar="DIR", help="folder of rainy images")
-    p.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images with the same names")
-    p.add_argument("--model", default=None, metavar="NAME",
+    p.add_argument("--rainy", metavar="DIR", help="folder of rainy images (not with --suite)")
+    p.add_argument("--clean", metavar="DIR", help="folder of clean images with the same names (not with --suite)")
+    p.add_argument("--model", default=None, metavar="NAME|ARTIFACT",
                    help="model to evaluate (default: lpnet with its shipped weights): "
-                        + "; ".join(f"{k} = {v.description}" for k, v in MODELS.items()))
+                        + "; ".join(f"{k} = {v.description}" for k, v in MODELS.items())
+                        + "; or an exported artifact (.onnx, .tflite, a bundle folder …), run through runtime.Derainer")
+    p.add_argument("--suite", action="store_true",
+                   help="score heavy rain, light rain and dry frames in one table (dry: output vs its own input); "
+                        "sets default to the test parts of runs/splits (made from ../shared/data when missing) "
+                        "plus procedural dry scenes")
+    p.add_argument("--heavy", action="append", default=[], metavar="DIR", help="--suite: heavy-rain pairs (rainy/, clean/); repeatable")
+    p.add_argument("--light", action="append", default=[], metavar="DIR", help="--suite: light-rain pairs (rainy/, clean/); repeatable")
+    p.add_argument("--dry", action="append", default=[], metavar="DIR",
+                   help="--suite: folder of rain-free photos, or 'scenes' for procedural ones; repeatable")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or mismatched images, list them at the end, score the rest")
     p.add_argument("--weights", metavar="W", help="load these weights into the model instead of the shipped ones")
     p.add_argument("--json", metavar="FILE", help="write means, per-image scores and provenance as JSON")
     p.add_argument("--save", metavar="DIR", help="write the derained images here (<name>.png)")
@@ -289,13 +325,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_destination(path: str) -> str | None:
+    """The --json file's folder must exist or be creatable and be writable, checked *before* any scoring."""
+    target = Path(path)
+    if target.is_dir():
+        return f"--json {path} is a folder; give a file name"
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write --json {path}: {folder} is not a writable folder"
+    return None
+
+
+def _derainer(model_name: str, weights):
+    """(callable RGB uint8 → RGB uint8, description, weights path or None) for a registry name or an artifact path."""
+    if model_name in MODELS:
+        model, path = load_model(model_name, weights)
+        from .infer import derain_rgb
+
+        return (lambda rgb: derain_rgb(model, rgb)), model, path
+    if weights is not None:
+        raise ValueError("--weights goes with a registry model (lpnet, anlcl), not with an artifact")
+    if not Path(model_name).exists():
+        raise ValueError(f"unknown model '{model_name}'; choose from: {', '.join(MODELS)} (or give an exported artifact's path)")
+    from runtime import Derainer
+
+    engine = Derainer(model_name)
+    return engine.derain_rgb, engine, Path(model_name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = " ".join(shlex.quote(a) for a in [PROG, *argv])
 
-    if args.json and Path(args.json).is_dir():
-        return _fail(f"--json {args.json} is a folder; give a file name")
+    if args.json:
+        problem = _check_destination(args.json)
+        if problem:
+            return _fail(problem)
+    if args.suite:
+        return _suite_main(args, command)
+    if (args.heavy or args.light or args.dry):
+        return _fail("--heavy, --light and --dry go with --suite")
+    if not args.rainy or not args.clean:
+        return _fail("give --rainy DIR and --clean DIR (pairs matched by name), or --suite")
     if args.input_only:
         for flag, value in (("--model", args.model), ("--weights", args.weights), ("--save", args.save)):
             if value is not None:
@@ -304,9 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model_name = args.model or "lpnet"
         try:
-            model, weights = load_model(model_name, args.weights)
-        except ValueError as e:
+            derain, model, weights = _derainer(model_name, args.weights)
+        except (ValueError, OSError, RuntimeError) as e:
             return _fail(str(e))
+        if model_name not in MODELS:
+            model = derain
 
     def warn(message: str) -> None:
         from tqdm import tqdm
@@ -314,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         tqdm.write(f"warning: {message}", file=sys.stderr)
 
     try:
-        result = evaluate_pairs(model, args.rainy, args.clean, args.save, warn=warn, progress=True)
+        result = evaluate_pairs(model, args.rainy, args.clean, args.save, warn=warn, progress=True, skip_bad=args.skip_bad)
     except (ImageError, ValueError, OSError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
@@ -328,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result))
     print(f"PSNR-Y {_fmt_db(result['psnr_y'])} dB, SSIM-Y {result['ssim_y']:.4f} over {result['n']} images "
           f"(rainy input: {_fmt_db(result['input_psnr_y'])} dB, {result['input_ssim_y']:.4f})")
+    _print_skipped(result.get("skipped", []))
 
     if args.json:
         record = {
@@ -335,12 +412,60 @@ def main(argv: list[str] | None = None) -> int:
             "input_psnr_y": result["input_psnr_y"], "input_ssim_y": result["input_ssim_y"],
             "model": model_name,
             "weights": str(weights) if weights is not None else None,
-            "weights_sha256": sha256_file(weights) if weights is not None else None,
+            "weights_sha256": sha256_file(weights) if weights is not None and Path(weights).is_file() else None,
             "rainy": str(args.rainy), "clean": str(args.clean),
             "save": str(args.save) if args.save else None,
             "command": command,
             "per_image": result["per_image"],
+            "skipped": result.get("skipped", []),
         }
+        try:
+            atomic_write_text(args.json, json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
+        except OSError as e:
+            return _fail(f"cannot write {args.json}: {e}")
+    return 0
+
+
+def _print_skipped(skipped: list[dict]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} bad file(s) (--skip-bad):", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item.get('set', '') + ': ' if item.get('set') else ''}{item['error']}", file=sys.stderr)
+
+
+def _suite_main(args, command: str) -> int:
+    from .progress import progress
+    from .suite import SCENES, Suite, default_suite, evaluate_suite, format_suite
+
+    for flag, value in (("--rainy", args.rainy), ("--clean", args.clean), ("--save", args.save)):
+        if value is not None:
+            return _fail(f"--suite scores its own sets; drop {flag} (use --heavy/--light/--dry)")
+    if args.input_only:
+        return _fail("--suite scores a model; --input-only is for one folder of pairs")
+    try:
+        suite = default_suite() if not (args.heavy or args.light or args.dry) else Suite(
+            [Path(d) for d in args.heavy], [Path(d) for d in args.light], [d if d == SCENES else Path(d) for d in args.dry])
+        for d in suite.heavy + suite.light:
+            if not (d / "rainy").is_dir() or not (d / "clean").is_dir():
+                return _fail(f"{d} needs rainy/ and clean/ subfolders")
+        for d in suite.dry:
+            if d != SCENES and not Path(d).is_dir():
+                return _fail(f"--dry {d}: not a folder (or 'scenes')")
+        model_name = args.model or "lpnet"
+        derain, _, weights = _derainer(model_name, args.weights)
+        result = evaluate_suite(derain, suite, skip_bad=args.skip_bad, progress=progress)
+    except (ImageError, ValueError, OSError, RuntimeError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(f"model {model_name}, weights {weights}")
+    print(format_suite(result))
+    _print_skipped(result["skipped"])
+    if args.json:
+        record = {"model": model_name, "weights": str(weights) if weights else None,
+                  "weights_sha256": sha256_file(weights) if weights is not None and Path(weights).is_file() else None,
+                  "command": command, **result}
         try:
             atomic_write_text(args.json, json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
         except OSError as e:

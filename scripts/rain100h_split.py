@@ -24,53 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from derain_edge.imageio import list_images  # noqa: E402
-from derain_edge.splits import BackgroundOverlapError, check_disjoint, overlaps, thumbnails  # noqa: E402
-
-HEAVY = {
-    "test": ["34", "37", "38", "40", "48", "51", "53", "64", "66", "76", "84", "89"],
-    "val": ["24", "29", "31", "39", "86", "92"],
-}
-# clean photos held out of training: BSDS500 test part (every 4th, 50 photos), Urban100 img_081–100, the last 16
-# Sun–Hays scenes for checkpoint selection
-DRY = {
-    "test-bsds": lambda paths: [p for p in paths if p.parent.name == "bsds500-filtered" and p.name.startswith("test_")][::4],
-    "test-urban": lambda paths: [p for p in paths if p.parent.name == "urban100-half" and int(p.stem.split("_")[1]) > 80],
-    "val": lambda paths: [p for p in paths if p.parent.name == "sun-hays80"][-16:],
-}
-CLEAN_FOLDERS = ("bsds500-filtered", "urban100-half", "sun-hays80")
-
-
-def link(files, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        target = folder / f.name
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        target.symlink_to(f.resolve())
-
-
-def split_heavy(heavy: Path) -> dict[str, list[str]]:
-    names = [p.stem for p in list_images(heavy / "clean")]
-    held = {n for part in HEAVY.values() for n in part}
-    missing = held - set(names)
-    if missing:
-        sys.exit(f"error: {heavy}/clean lacks pairs {sorted(missing, key=int)} of the fixed split")
-    return {**HEAVY, "train": [n for n in names if n not in held]}
-
-
-def split_light(heavy: Path, light: Path, parts: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Each light pair goes to the part of the heavy pair that shares its background."""
-    heavy_thumbs = thumbnails(heavy / "clean")
-    part_of = {n: part for part, names in parts.items() for n in names}
-    out: dict[str, list[str]] = {part: [] for part in parts}
-    for path, thumb in thumbnails(light / "clean").items():
-        matches = {part_of[q.stem] for _, q in overlaps(heavy_thumbs, {path: thumb})}
-        if len(matches) > 1:
-            sys.exit(f"error: the background of {path} is in heavy parts {sorted(matches)}")
-        out[matches.pop() if matches else "train"].append(path.stem)
-    return out
-
+from derain_edge.splits import HEAVY, make_split  # noqa: E402
 
 def make_smoke_data() -> tuple[Path, Path]:
     """A tiny data folder of the real layout: every fixed heavy name, one light twin per part, and clean photos."""
@@ -107,39 +61,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.data, args.out = make_smoke_data()
-    heavy, light = args.data / "rain100h-dev", args.data / "rain100l-dev"
-    if not (heavy / "rainy").is_dir():
-        print(f"error: {heavy}/rainy not found (the Rain100H dev pairs live in ../shared/data/rain100h-dev)", file=sys.stderr)
-        return 2
-    sets = {"heavy": (heavy, split_heavy(heavy))}
-    if (light / "rainy").is_dir():
-        sets["light"] = (light, split_light(heavy, light, sets["heavy"][1]))
-    else:
-        print(f"note: {light} not found; no light-rain split", file=sys.stderr)
-    for name, (src, parts) in sets.items():
-        for part, names in parts.items():
-            for kind in ("rainy", "clean"):
-                files = {p.stem: p for p in list_images(src / kind)}
-                link([files[n] for n in names], args.out / name / part / kind)
-    photos = [p for f in CLEAN_FOLDERS if (args.data / "clean" / f).is_dir() for p in list_images(args.data / "clean" / f)]
-    held_out = {}
-    for part, pick in DRY.items():
-        held_out[part] = pick(photos)
-        link(held_out[part], args.out / "dry" / part)
-    taken = {p for files in held_out.values() for p in files}
-    link([p for p in photos if p not in taken], args.out / "clean-train")
-
-    # the guard: no val/test background in anything trained on
-    trained = [args.out / n / "train" / "clean" for n in sets] + [args.out / "clean-train"]
-    held = [args.out / n / p / "clean" for n in sets for p in ("val", "test")] + [args.out / "dry" / p for p in DRY]
     try:
-        check_disjoint(trained, held)
-    except BackgroundOverlapError as e:
+        sizes = make_split(args.data, args.out)
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for name, (_, parts) in sets.items():
-        print(f"{name}: " + ", ".join(f"{p} {len(v)}" for p, v in parts.items()))
-    print(f"dry: " + ", ".join(f"{p} {len(v)}" for p, v in held_out.items()) + f"; clean-train {len(photos) - len(taken)} photos")
+    for name in ("heavy", "light", "dry"):
+        if name in sizes:
+            print(f"{name}: " + ", ".join(f"{p} {n}" for p, n in sizes[name].items()))
+    print(f"clean-train: {sizes['clean-train']} photos")
     print(f"wrote {args.out}; no val/test background appears in a training part")
     return 0
 

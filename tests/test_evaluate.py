@@ -187,7 +187,7 @@ def test_model_table_drives_choices(capsys, tiny_pairs):
     assert list(MODELS) == ["lpnet", "anlcl"]
     rc, out, err = run(capsys, "--rainy", tiny_pairs.rainy, "--clean", tiny_pairs.clean, "--model", "x")
     assert rc == 2
-    assert error_line(err) == "error: unknown model 'x'; choose from: lpnet, anlcl"
+    assert error_line(err) == "error: unknown model 'x'; choose from: lpnet, anlcl (or give an exported artifact's path)"
 
 
 # -------------------------------------------------------------------------------------------- bad inputs
