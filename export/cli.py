@@ -2,7 +2,7 @@
 
     derain-export --target jetson                      # shipped LPNet, FP16 + INT8 bundle in exports/
     derain-export --target all --out exports/          # every format with its defaults
-    derain-export --target tflite --precision int16x8 --size 480x640 --calib frames/ --val rain100h-dev/
+    derain-export --target tflite --precision int16x8 --size 640x480 --calib frames/ --val rain100h-dev/
 
 Exit codes: 0 all artifacts within their accuracy limits; 1 an artifact exceeded its limit (it was removed) or a
 target failed; 2 bad arguments, inputs or a missing backend (nothing exported); 130 interrupted.
@@ -43,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration frames for int8/16x8: a folder of images, a video or a saved .npy set "
                         "(default: synthetic rain over dead-leaves scenes — real frames from your camera are better)")
     p.add_argument("--calib-count", type=int, default=32, metavar="N", help="calibration frames (default: 32)")
-    p.add_argument("--size", action="append", metavar="HxW",
-                   help="frame size, height first (repeatable). Fixed-size targets make one model per size "
-                        "(default 480x640, 720x1280, 1080x1920); onnx exports a fixed-size model; jetson sets the "
-                        "TensorRT profile")
+    p.add_argument("--size", action="append", metavar="WxH",
+                   help="frame size, width first like a camera's 640x480 (repeatable). Fixed-size targets make one "
+                        "model per size (default 640x480, 1280x720, 1920x1080); onnx exports a fixed-size model; "
+                        "jetson sets the TensorRT profile")
     p.add_argument("--dynamic", action="store_true", help="keep H×W dynamic (onnx, jetson; the default for them)")
     p.add_argument("--val", metavar="DIR", help="paired set (rainy/, clean/) for the accuracy cost against ground "
                    "truth (default: synthetic pairs)")

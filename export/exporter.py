@@ -70,15 +70,10 @@ class Report:
 
 # ----------------------------------------------------------------------------------------------- validation
 def parse_size(text: str) -> tuple[int, int]:
-    """'480x640' (H×W) → (480, 640)."""
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise ExportArgumentError(f"--size {text!r} is not HxW (e.g. 480x640, height first)") from None
-    if h < 16 or w < 16 or h > 8192 or w > 8192:
-        raise ExportArgumentError(f"--size {text}: height and width must be between 16 and 8192")
-    return h, w
+    """'640x480' (W×H, width first like every command) → (480, 640) = (height, width)."""
+    from derain_edge.sizes import parse_size as _parse
+
+    return _parse(text, minimum=16, maximum=8192, error=ExportArgumentError)
 
 
 def validate(targets, precision: str | None = None, model: str = "lpnet", weights=None, calib=None,
@@ -122,7 +117,7 @@ def validate(targets, precision: str | None = None, model: str = "lpnet", weight
         fixed = [f.name for f in fmts if not f.dynamic]
         if fixed:
             raise ExportArgumentError(f"{', '.join(fixed)} cannot keep a dynamic H×W (one model per size); "
-                                      f"give --size HxW for {'it' if len(fixed) == 1 else 'them'} or drop --dynamic")
+                                      f"give --size WxH for {'it' if len(fixed) == 1 else 'them'} or drop --dynamic")
     if calib is not None and not Path(calib).exists():
         raise ExportArgumentError(f"--calib {calib}: not found (give a folder of images, a video or a .npy set)")
     if val is not None:
@@ -279,7 +274,7 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
             save_calibration(calib, request.out / "calibration" / f"{stem}_calib_nchw.npy", "NCHW", cs.source)
             if any(f.name == "tflite" for f in request.targets):
                 save_calibration(calib, request.out / "calibration" / f"{stem}_calib_nhwc.npy", "NHWC", cs.source)
-            steps.note(f"{calib_summary['count']} frames {calib_summary['size'][0]}x{calib_summary['size'][1]} from "
+            steps.note(f"{calib_summary['count']} frames {calib_summary['size'][1]}x{calib_summary['size'][0]} from "
                        f"{cs.source}, values {calib_summary['value_range']} → {request.out / 'calibration'}")
 
     reference = CachedReference(model)

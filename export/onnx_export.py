@@ -234,14 +234,14 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
     targets = [None] if not sizes else [tuple(s) for s in sizes]
     results = []
     for size in targets:
-        suffix = "" if size is None else f"_{size[0]}x{size[1]}"
+        suffix = "" if size is None else f"_{size[1]}x{size[0]}"
         final = out_dir / f"{stem}_{precision}{suffix}.onnx"
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"onnx cannot be exported as {precision}")
         if size is None:
             fp32 = fp32_onnx(model, opset)
         else:
-            fp32 = torch_to_onnx(model, Path(_scratch()) / f"fixed_{size[0]}x{size[1]}.onnx", size=size, opset=opset)
+            fp32 = torch_to_onnx(model, Path(_scratch()) / f"fixed_{size[1]}x{size[0]}.onnx", size=size, opset=opset)
         if precision == "fp32":
             _copy_atomic(fp32, final)
         elif precision == "fp16":

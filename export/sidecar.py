@@ -15,10 +15,12 @@ Keys (schema ``derain-edge/sidecar/1``)::
     weights_sha256  sha256 of the PyTorch weights the artifact was made from
     inputs/outputs  [{"name", "shape" (ints, or strings for dynamic dims), "dtype", "layout" ("NCHW" | "NHWC"),
                       "value_range" [lo, hi] of the pixel values it takes/gives, "color" "RGB"}]
-    sizes           "dynamic" or [[H, W], …]: the frame sizes the artifact accepts
+    sizes           "dynamic" or [{"width": W, "height": H}, …]: the frame sizes the artifact accepts (sidecars
+                    written before width/height were named hold [[H, W], …]; both are read, and read_sidecar
+                    hands back [[H, W], …] either way)
     versions        {"derain_edge": …, "torch": …, <converter>: …}
     calibration     summary of the calibration set (or null)
-    parity          {"reference": "pytorch-fp32", "max_abs_diff", "psnr_y_db", "size": [H, W]} or null
+    parity          {"reference": "pytorch-fp32", "max_abs_diff", "psnr_y_db", "size": {"width", "height"}} or null
                     (null when the artifact cannot run on the exporting machine, with "parity_skipped": reason)
     cost            {"psnr_y_vs_fp32_db", "ssim_y_vs_fp32", and with a paired set "psnr_y_drop_db", "ssim_y_drop",
                      "val"} or null
@@ -29,12 +31,14 @@ import json
 from pathlib import Path
 
 from derain_edge.files import atomic_write_text
+from derain_edge.sizes import from_json, size_json
 
 SCHEMA = "derain-edge/sidecar/1"
 TARGETS = ("onnx", "jetson", "coreml", "tflite")
 FORMATS = ("onnx", "engine", "mlpackage", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
 LAYOUTS = ("NCHW", "NHWC")
+MAX_SIDE = 16384  # a sidecar size beyond this is a mistake (or an attempt to make the runtime allocate terabytes)
 REQUIRED = ("schema", "artifact", "target", "format", "precision", "model", "weights_sha256", "inputs", "outputs", "sizes")
 
 
@@ -77,10 +81,27 @@ def validate(data: dict, where: str = "sidecar") -> dict:
                     raise SidecarError(f"{where}: an entry of '{kind}' lacks '{k}'")
             if spec["layout"] not in LAYOUTS:
                 raise SidecarError(f"{where}: layout {spec['layout']!r} of {spec['name']} is not one of {LAYOUTS}")
-    sizes = data["sizes"]
-    if sizes != "dynamic" and not (isinstance(sizes, list) and sizes and all(len(s) == 2 for s in sizes)):
-        raise SidecarError(f"{where}: 'sizes' must be \"dynamic\" or a list of [H, W], got {sizes!r}")
+    normalized_sizes(data["sizes"], where)
     return data
+
+
+def normalized_sizes(sizes, where: str = "sidecar"):
+    """"dynamic", or [[H, W], …] from either stored form, each side between 1 and MAX_SIDE; SidecarError otherwise."""
+    if sizes == "dynamic":
+        return sizes
+    if not isinstance(sizes, list) or not sizes:
+        raise SidecarError(f"{where}: 'sizes' must be \"dynamic\" or a list of {{\"width\", \"height\"}}, "
+                           f"got {sizes!r}")
+    out = []
+    for s in sizes:
+        try:
+            h, w = from_json(s)
+        except (TypeError, ValueError):
+            raise SidecarError(f"{where}: 'sizes' entry {s!r} is not {{\"width\": W, \"height\": H}}") from None
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            raise SidecarError(f"{where}: 'sizes' entry {s!r}: width and height must be between 1 and {MAX_SIDE}")
+        out.append([h, w])
+    return out
 
 
 def write_sidecar(artifact: str | Path, data: dict) -> Path:
@@ -89,6 +110,11 @@ def write_sidecar(artifact: str | Path, data: dict) -> Path:
     data = {"schema": SCHEMA, "artifact": artifact.name, **data}
     path = sidecar_path(artifact)
     validate(data, str(path))
+    data["sizes"] = _named(data["sizes"])
+    for key in ("parity", "calibration"):  # their [H, W] sizes get named too
+        entry = data.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("size"), (list, tuple)) and len(entry["size"]) == 2:
+            data[key] = {**entry, "size": size_json(entry["size"])}
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
 
@@ -102,4 +128,11 @@ def read_sidecar(path: str | Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SidecarError(f"{path}: not readable JSON ({e})") from e
-    return validate(data, str(path))
+    validate(data, str(path))
+    data["sizes"] = normalized_sizes(data["sizes"], str(path))
+    return data
+
+
+def _named(sizes):
+    """[[H, W], …] or [{"width", "height"}, …] → [{"width": W, "height": H}, …] (what a sidecar stores)."""
+    return sizes if sizes == "dynamic" else [size_json(hw) for hw in normalized_sizes(sizes)]

@@ -222,8 +222,11 @@ def build_engine(onnx_path: str | Path, precision: str, cache_dir: str | Path, p
 
 
 def _hw(text: str) -> tuple[int, int]:
-    h, w = text.lower().split("x")
-    return int(h), int(w)
+    """'640x480' (W×H, width first like every derain-edge command) → (480, 640)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)  # standalone on the device: no derain_edge import
+    if not m or min(int(m.group(1)), int(m.group(2))) < 1:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT like 640x480, got {text!r}")
+    return int(m.group(2)), int(m.group(1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("onnx", type=Path)
     ap.add_argument("--precision", choices=PRECISIONS, required=True)
     ap.add_argument("--cache", type=Path, default=Path("engines"), help="engine cache folder (default: engines/)")
-    ap.add_argument("--min", type=_hw, default=DEFAULT_PROFILE["min"], help="smallest H×W (default 16x16)")
-    ap.add_argument("--opt", type=_hw, default=DEFAULT_PROFILE["opt"], help="H×W to tune for (default 480x640)")
-    ap.add_argument("--max", type=_hw, default=DEFAULT_PROFILE["max"], help="largest H×W (default 1080x1920)")
+    ap.add_argument("--min", type=_hw, default=DEFAULT_PROFILE["min"], help="smallest WxH, width first (default 16x16)")
+    ap.add_argument("--opt", type=_hw, default=DEFAULT_PROFILE["opt"], help="WxH to tune for (default 640x480)")
+    ap.add_argument("--max", type=_hw, default=DEFAULT_PROFILE["max"], help="largest WxH (default 1920x1080)")
     ap.add_argument("--rebuild", action="store_true", help="ignore a cached engine")
     args = ap.parse_args(argv)
     try:

@@ -220,9 +220,9 @@ def to_saved_model(model, size: tuple[int, int], work: Path, split_weights: bool
             onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved), non_verbose=True)
     except Exception as e:
         tail = "\n".join(chatter.getvalue().strip().splitlines()[-5:])
-        raise TFLiteExportError(f"onnx2tf failed at {size[0]}x{size[1]}: {type(e).__name__}: {e}\n{tail}") from e
+        raise TFLiteExportError(f"onnx2tf failed at {size[1]}x{size[0]}: {type(e).__name__}: {e}\n{tail}") from e
     if not (saved / "saved_model.pb").is_file():
-        raise TFLiteExportError(f"onnx2tf wrote no SavedModel at {size[0]}x{size[1]}:\n{chatter.getvalue()[-800:]}")
+        raise TFLiteExportError(f"onnx2tf wrote no SavedModel at {size[1]}x{size[0]}:\n{chatter.getvalue()[-800:]}")
     return saved
 
 
@@ -271,7 +271,7 @@ def _layout(shape, size) -> str:
         return "NCHW"
     if shape == [1, h, w, 3]:
         return "NHWC"
-    raise TFLiteExportError(f"unexpected TFLite tensor shape {shape} for a {h}x{w} RGB frame")
+    raise TFLiteExportError(f"unexpected TFLite tensor shape {shape} for a {w}x{h} RGB frame")
 
 
 def _io_entry(detail: dict, size, name: str) -> dict:
@@ -369,13 +369,13 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
         with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:
             saved = to_saved_model(model, size, Path(work), split_weights=precision == "int16x8")
             data = convert_saved_model(saved, precision, frames)
-        final = out_dir / f"{base}_{size[0]}x{size[1]}.tflite"
+        final = out_dir / f"{base}_{size[1]}x{size[0]}.tflite"
         atomic_write_bytes(final, data)
         try:
             it = _interpreter(final)
         except Exception as e:  # e.g. a shape the kernels cannot prepare: do not leave a file that does not run
             final.unlink(missing_ok=True)
-            raise TFLiteExportError(f"LiteRT cannot run the converted model at {size[0]}x{size[1]}: {e}") from e
+            raise TFLiteExportError(f"LiteRT cannot run the converted model at {size[1]}x{size[0]}: {e}") from e
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         extra = {"tflite": {
             "converter": "onnx2tf → tf.lite.TFLiteConverter.from_saved_model",

@@ -17,11 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from derain_edge.progress import progress
 
 from derain_edge.files import atomic_write_text
 from derain_edge.imageio import list_pairs, read_image
+from derain_edge.sizes import parse_size, size_json
 from derain_edge.metrics import psnr_y, ssim_y
+from derain_edge.progress import progress
 
 from . import tflite
 
@@ -56,7 +57,7 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
     fitted = tflite.fit_calibration(calib, size)
     runners, files = {}, {}
     for p in progress(precisions, desc="convert", unit="model", leave=False):
-        path = (keep or work) / f"lpnet_{p}_{size[0]}x{size[1]}.tflite"
+        path = (keep or work) / f"lpnet_{p}_{size[1]}x{size[0]}.tflite"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(tflite.convert_saved_model(split if p == "int16x8" else saved, p,
                                                   fitted if p in tflite.NEEDS_CALIB else None))
@@ -89,7 +90,7 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
             rows[p]["psnr_y_vs_fp32_db"] = round(float(np.mean(finite)), 2) if finite else float("inf")
             rows[p]["psnr_y_vs_fp32_min_db"] = round(float(np.min(s["vs_fp32"])), 2)
             rows[p]["bytes"] = files[p].stat().st_size
-    return {"size": list(size), "pairs": len(pairs), "val": str(pairs_dir), "calibration_frames": int(len(fitted)),
+    return {"size": size_json(size), "pairs": len(pairs), "val": str(pairs_dir), "calibration_frames": int(len(fitted)),
             "calibration_size": list(calib.shape[2:]), "convert_s": round(convert_s, 1), "rows": rows,
             "versions": tflite.versions()}
 
@@ -108,20 +109,20 @@ def table(result: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", default="../shared/data/rain100h-dev", help="folder with rainy/ and clean/")
-    ap.add_argument("--size", default="480x640", help="HxW of the .tflite files")
+    ap.add_argument("--size", default="640x480", help="WxH (width first) of the .tflite files (default 640x480)")
     ap.add_argument("--precisions", default="fp32,fp16,int16x8,int8")
     ap.add_argument("--limit", type=int, default=None, help="use the first N pairs")
     ap.add_argument("--calib-count", type=int, default=32)
-    ap.add_argument("--calib-size", default="240x320", help="HxW of the synthetic calibration frames (the CLI default)")
+    ap.add_argument("--calib-size", default="320x240",
+                    help="WxH of the synthetic calibration frames (default 320x240, the CLI default)")
     ap.add_argument("--json", default="runs/tflite_cost.json")
     ap.add_argument("--keep", default=None, help="folder to keep the .tflite files in")
     args = ap.parse_args(argv)
     try:
-        size = tuple(int(v) for v in args.size.lower().split("x"))
-        calib_size = tuple(int(v) for v in args.calib_size.lower().split("x"))
-        assert len(size) == 2 and len(calib_size) == 2
-    except (ValueError, AssertionError):
-        print(f"error: sizes must look like 480x640, got {args.size!r} / {args.calib_size!r}", file=sys.stderr)
+        size = parse_size(args.size, minimum=16)
+        calib_size = parse_size(args.calib_size, option="--calib-size", minimum=16)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     bad = [p for p in precisions if p not in tflite.PRECISIONS]

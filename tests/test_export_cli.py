@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from derain_edge.sizes import from_json
 import pytest
 import torch
 
@@ -76,7 +78,7 @@ def test_artifact_reloads_and_matches_its_sidecar(exports, val_dir, target, prec
     assert (side["calibration"] is not None) == (precision == "int8")
     # re-measure parity with a fresh session: the sidecar's numbers are reproducible
     model = lpnet.load_pretrained()
-    again = C.parity(ort_runner(path), C.torch_runner(model), tuple(side["parity"]["size"]))
+    again = C.parity(ort_runner(path), C.torch_runner(model), from_json(side["parity"]["size"]))
     assert again["max_abs_diff"] == pytest.approx(side["parity"]["max_abs_diff"], rel=1e-3, abs=1e-6)
     assert again["psnr_y_db"] == pytest.approx(side["parity"]["psnr_y_db"], abs=0.01)
     bound = {"fp32": 1e-5, "fp16": 5e-3, "int8": 0.2}[precision]
@@ -121,7 +123,7 @@ def test_cost_table_printed(val_dir, tmp_path, capsys):
     (["--target", "onnx", "--precision", "hlaf"], "did you mean 'fp16'"),
     (["--target", "jetson", "--precision", "fp32"], "jetson does not support precision fp32"),
     (["--target", "onnx", "--model", "lpnt"], "did you mean 'lpnet'"),
-    (["--target", "onnx", "--size", "640"], "not HxW"),
+    (["--target", "onnx", "--size", "640"], "not WIDTHxHEIGHT"),
     (["--target", "onnx", "--size", "8x8"], "between 16 and 8192"),
     (["--target", "tflite", "--dynamic"], "cannot keep a dynamic"),
     (["--target", "onnx", "--dynamic", "--size", "64x64"], "either --dynamic or --size"),

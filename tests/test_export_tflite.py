@@ -205,7 +205,7 @@ def test_unshare_conv_biases(model, tmp_path):
 
 def test_export_tflite_int8_contract(int8_export, frames, tmp_path):
     (e,) = int8_export
-    assert e.path.name == f"lpnet_int8_{SIZE[0]}x{SIZE[1]}.tflite" and e.path.is_file()
+    assert e.path.name == f"lpnet_int8_{SIZE[1]}x{SIZE[0]}.tflite" and e.path.is_file()
     assert (e.target, e.format, e.precision, e.sizes) == ("tflite", "tflite", "int8", [list(SIZE)])
     assert {"tensorflow", "onnx2tf", "ai-edge-litert"} <= set(e.versions)
     (inp,), (out,) = e.inputs, e.outputs
