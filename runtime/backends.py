@@ -7,7 +7,6 @@ raise ``BackendError`` naming what is missing instead of failing obscurely.
 """
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
@@ -19,10 +18,10 @@ Sizes = "str | list[tuple[int, int]]"
 
 
 def _cpu_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS / Windows
-        return max(1, os.cpu_count() or 1)
+    """Default inference threads: the idle cores, never all cores of a busy machine (runtime.auto.default_threads)."""
+    from .auto import default_threads
+
+    return default_threads()
 
 
 def _import(module: str, extra: str, what: str):
@@ -127,7 +126,7 @@ class TorchBackend(Backend):
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"the PyTorch backend runs fp32 or fp16 (CUDA), not {precision}")
         # torch's thread count is process-wide: remember ours and set it per call (two Derainers may differ)
-        self.threads = int(threads) if threads else None
+        self.threads = int(threads) if threads else _cpu_threads()
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.eval().to(self.device, self.dtype)
         self.module = torch.compile(self.model) if compile else self.model
@@ -259,9 +258,11 @@ class OpenCvDnnBackend(Backend):
 
     name = "opencv"
 
-    def __init__(self, path: str | Path, sidecar: dict | None = None, precision: str | None = None):
+    def __init__(self, path: str | Path, sidecar: dict | None = None, precision: str | None = None,
+                 threads: int | None = None):
         import cv2
 
+        self.cv2, self.threads = cv2, int(threads or _cpu_threads())  # cv2's pool is process-wide: set per call
         sc = sidecar or {}
         prec = precision or sc.get("precision", "fp32")
         try:
@@ -277,6 +278,8 @@ class OpenCvDnnBackend(Backend):
         super().__init__(precision=prec, sizes=sc.get("sizes", "dynamic"), max_batch=1, source=str(path))
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if self.cv2.getNumThreads() != self.threads:
+            self.cv2.setNumThreads(self.threads)
         self.net.setInput(self.io.to_model(x, np.float32))
         return self.io.from_model(self.net.forward(), x.shape[2:])
 

@@ -48,9 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="ARTIFACT",
                    help="weights (.safetensors), an exported artifact (.onnx, .tflite, .engine, .mlpackage, Jetson "
                         "bundle folder) or a model name (default: the shipped LPNet weights)")
-    p.add_argument("--backend", default="auto", help="auto | pytorch | onnxruntime | openvino | opencv | tflite | "
-                                                     "coreml | tensorrt (default: %(default)s)")
-    p.add_argument("--precision", default=None, help="pick a precision from a Jetson bundle (fp16, int8)")
+    p.add_argument("--backend", default="auto",
+                   help="auto | pytorch | onnxruntime | openvino | opencv | tflite | coreml | tensorrt (default: "
+                        "%(default)s = the fastest engine installed; weights are exported to ONNX once and cached)")
+    p.add_argument("--precision", default=None,
+                   help="fp32 (default) | bf16 (OpenVINO) | int8 (Q/DQ, quantized once and cached) | fp16 (CUDA); "
+                        "picks the precision from a Jetson bundle too")
     p.add_argument("--view", default="side-by-side", choices=VIEWS, help="(default: %(default)s)")
     p.add_argument("--headless", action="store_true", help="no window (write to SINK only, or nothing)")
     p.add_argument("--no-overlay", action="store_true", help="don't draw FPS/latency/dropped counters")
@@ -62,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="STRENGTH",
                    help="temporal stabilisation for fixed cameras (default strength when given: 0.6)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap for fixed-size artifacts (px)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all available cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference threads (default: the idle cores — physical cores minus the load average, ≥ 1)")
     p.add_argument("--retries", type=int, default=10, help="reconnect attempts when a live stream drops")
+    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="S",
+                   help="end with an error when the source gives no frame or the output accepts none for S seconds "
+                        "(default: %(default)s; 0 = wait forever)")
     p.add_argument("--seed", type=int, default=0, help="demo seed")
     p.add_argument("--json", default=None, metavar="FILE", help="write the run's counters and timings as JSON")
     return p
@@ -72,28 +79,56 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("runtime.auto").setLevel(logging.INFO)  # "exporting … once" is worth seeing
     if args.frames is not None and args.frames < 0:
         return _fail("--frames must be ≥ 0")
     if args.stabilize and not 0 < args.stabilize < 1:
         return _fail("--stabilize strength must be in (0, 1)")
+    if args.stall_timeout < 0:
+        return _fail("--stall-timeout must be ≥ 0")
+    if args.json and not _writable_destination(args.json):
+        return _fail(f"--json {args.json}: the folder does not exist or is not writable")
+    restore = _interrupt_on_signals()
+    summary = {"source": args.source, "sink": args.sink, "backend": None, "frames": 0, "ended": "not started"}
     try:
-        return _run(args)
+        return _run(args, summary)
     except (RuntimeErrorBase, ValueError, FileNotFoundError) as e:
+        summary.setdefault("error", str(e))
+        if summary["ended"] in ("not started", "running"):
+            summary["ended"] = f"error: {e}"
         return _fail(str(e))
     except KeyboardInterrupt:
+        summary["ended"] = "interrupted"
         print("\ninterrupted; output finalized", file=sys.stderr)
         return 130
+    finally:
+        if args.json:
+            try:
+                atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
+            except OSError as e:
+                print(f"error: --json {args.json}: {e}", file=sys.stderr)
+        restore()
 
 
-def _run(args) -> int:
+def _writable_destination(path: str) -> bool:
+    import os
+    from pathlib import Path
+
+    folder = Path(path).expanduser().resolve().parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _run(args, summary: dict) -> int:
     from tqdm import tqdm
 
+    from .auto import describe
     from .derainer import Derainer
     from .reader import FrameReader
     from .sinks import DisplaySink, open_sink
     from .sources import open_source, parse_source
-    from .stream import run_stream
+    from .stream import StreamStats, run_stream
 
+    stall = args.stall_timeout or None
     spec = parse_source(args.source)
     limit = args.frames
     if spec.kind == "demo":
@@ -105,7 +140,8 @@ def _run(args) -> int:
         source = open_source(spec)
     derainer = Derainer(args.model, args.backend, precision=args.precision, threads=args.threads,
                         overlap=args.overlap, stabilize=args.stabilize)
-    reader = FrameReader(source, max_retries=args.retries, max_frames=limit or None)
+    summary["backend"] = derainer.backend
+    reader = FrameReader(source, max_retries=args.retries, max_frames=limit or None, stall_timeout=stall)
     sink = None
     try:
         fps = args.fps or (source.fps if source.fps and source.fps > 0 else 30.0)
@@ -113,20 +149,21 @@ def _run(args) -> int:
     finally:
         if sink is None:
             reader.stop()
-    _forward_sigterm()
+    print(f"{PROG}: engine {describe(derainer.engine)}", file=sys.stderr)
     total = source.count if limit is None else min(limit, source.count or limit) if limit else source.count
     bar = None if isinstance(sink, DisplaySink) else tqdm(total=total, unit="frame", desc=PROG, disable=None)
+    stats = StreamStats()
+    summary["ended"] = "running"
     try:
-        stats = run_stream(derainer, reader, sink, view=args.view, overlay=not args.no_overlay, progress=bar)
+        run_stream(derainer, reader, sink, view=args.view, overlay=not args.no_overlay, progress=bar, stats=stats,
+                   stall_timeout=stall)
     finally:
         if bar is not None:
             bar.close()
-    summary = {"source": args.source, "sink": args.sink, "backend": derainer.backend, **stats.summary()}
-    if args.json:
-        atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
-    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps, {derainer.backend}); "
-          f"dropped {stats.dropped}, corrupt {stats.corrupt}, reconnects {stats.reconnects}"
-          + (f"; wrote {args.sink}" if args.sink and stats.frames else ""), file=sys.stderr)
+        summary.update(stats.summary())
+        print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps, {derainer.backend}); "
+              f"dropped {stats.dropped}, corrupt {stats.corrupt}, reconnects {stats.reconnects}"
+              + (f"; wrote {args.sink}" if args.sink and stats.frames else ""), file=sys.stderr)
     if stats.ended.startswith(("lost", "error")):
         return _fail(f"source {args.source}: {stats.ended}")
     if stats.frames == 0:
@@ -134,15 +171,42 @@ def _run(args) -> int:
     return 0
 
 
-def _forward_sigterm() -> None:
-    """SIGTERM (systemd, docker stop) ends the run like Ctrl-C: output finalized, exit 130."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+def _interrupt_on_signals():
+    """SIGTERM (systemd, docker stop) and Ctrl-C end the run the same way: KeyboardInterrupt, output finalized,
+    exit 130. A second signal while the output is being finalized is ignored (said so on stderr); a third ends the
+    process at once. Returns a function that puts the previous handlers back."""
+    import os
 
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use)
-        pass
+    count = [0]
+
+    def handler(signum, frame):
+        count[0] += 1
+        if count[0] == 1:
+            raise KeyboardInterrupt
+        if count[0] == 2:
+            print(f"\n{PROG}: finishing the output (signal again to abandon it)", file=sys.stderr)
+            return
+        os._exit(130)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old = signal.getsignal(sig)
+            if sig == signal.SIGINT and old in (signal.SIG_IGN, None):
+                continue  # started with Ctrl-C ignored (nohup, a background job): keep it that way
+            signal.signal(sig, handler)
+            previous[sig] = old
+        except ValueError:  # not the main thread (embedded use)
+            pass
+
+    def restore():
+        for sig, old in previous.items():
+            try:
+                signal.signal(sig, old)
+            except (ValueError, TypeError):
+                pass
+
+    return restore
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Derainer: OpenCV BGR uint8 frame in, derained BGR uint8 frame out, whatever engine runs underneath.
 
     from runtime import Derainer
-    derain = Derainer()                                   # shipped LPNet weights, PyTorch
+    derain = Derainer()                                   # shipped LPNet weights, fastest engine installed
     derain = Derainer("exports/lpnet_fp32.onnx")          # onnxruntime (CUDA/TensorRT providers when present)
     clean = derain(frame)                                 # frame: H×W×3 BGR uint8 (gray, BGRA, 16-bit accepted)
     outs = derain.batch(frames)
@@ -11,11 +11,16 @@
 Frames of any size: a dynamic-size engine gets the frame as it is (padded up to `align` when the engine asks for
 multiples); a fixed-size artifact (TFLite, CoreML enumerated) gets it padded to the smallest size that holds it, or
 tiled with overlap and blended when it is larger (``runtime.tiling``).
+
+``backend="auto"`` (the default) with a model name or weights exports them to ONNX once (cached) and runs the
+fastest engine installed, with as many threads as there are idle cores (``runtime.auto``); ``describe()`` says
+which engine runs and why.
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -50,6 +55,12 @@ class Derainer:
     @property
     def backend(self) -> str:
         return self.engine.label
+
+    def describe(self) -> str:
+        """One line: the engine, its threads and how it was chosen (derain-run prints it at start)."""
+        from .auto import describe
+
+        return describe(self.engine)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Derains one OpenCV frame; returns H×W×3 BGR uint8 (input gray/BGRA/16-bit frames are converted)."""
@@ -128,7 +139,12 @@ class Derainer:
 
 
 class AsyncDerainer:
-    """Runs a Derainer on its own thread. Futures resolve in submission order; errors arrive through the future."""
+    """Runs a Derainer on its own thread. Futures resolve in submission order; errors arrive through the future.
+
+    submit() copies the frame, so the caller may reuse its buffer at once (a camera loop reading into one array).
+    No wait is unbounded by a dead worker: submit() and close() check that the worker is alive, and close(timeout)
+    cancels the futures it could not finish (their result() raises CancelledError instead of waiting forever).
+    """
 
     _STOP = object()
 
@@ -142,12 +158,26 @@ class AsyncDerainer:
         self.thread.start()
 
     def submit(self, frame: np.ndarray, block: bool = True, timeout: float | None = None) -> Future:
-        """Queues a frame; with block=False raises queue.Full when the worker is `maxsize` frames behind."""
+        """Queues a copy of `frame`; with block=False raises queue.Full when the worker is `maxsize` frames behind,
+        with a timeout raises queue.Full after it."""
         if self.closed:
             raise RuntimeError("AsyncDerainer is closed")
         fut: Future = Future()
-        self.queue.put((frame, fut), block=block, timeout=timeout)
-        return fut
+        item = (np.array(frame, copy=True) if isinstance(frame, np.ndarray) else frame, fut)
+        if not block:
+            self.queue.put(item, block=False)
+            return fut
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self.thread.is_alive() or self.closed:
+                raise RuntimeError("AsyncDerainer is closed")
+            wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
+            try:
+                self.queue.put(item, timeout=wait)
+                return fut
+            except queue.Full:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
 
     def _work(self) -> None:
         while True:
@@ -163,11 +193,35 @@ class AsyncDerainer:
                 fut.set_exception(e)
 
     def close(self, timeout: float | None = None) -> None:
-        """Finishes the queued frames and stops the worker."""
-        if not self.closed:
-            self.closed = True
-            self.queue.put(self._STOP)
-            self.thread.join(timeout)
+        """Finishes the queued frames and stops the worker; after `timeout` seconds (None: however long the queued
+        frames take) the frames not started are cancelled and the worker is left to finish the one it is on."""
+        if self.closed:
+            return
+        self.closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.thread.is_alive():
+            try:
+                self.queue.put(self._STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.thread.is_alive():
+            self._cancel_pending()
+
+    def _cancel_pending(self) -> None:
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not self._STOP:
+                item[1].cancel()
+        try:  # the worker stops after the frame it is on
+            self.queue.put_nowait(self._STOP)
+        except queue.Full:
+            pass
 
     def __enter__(self) -> "AsyncDerainer":
         return self

@@ -1,10 +1,11 @@
 """Turns whatever the caller passes as ``model=`` into a Backend: weights, a model name, an nn.Module, or an exported
 artifact (ONNX, TensorRT engine, Jetson bundle folder, TFLite, CoreML) described by its sidecar JSON.
 
-``backend="auto"`` picks, per artifact kind: ONNX → onnxruntime (its CUDA/TensorRT providers when present; an INT8
+``backend="auto"`` picks, per artifact kind: a model name or weights → exported to ONNX once (cached) and run on the
+fastest engine installed (``runtime.auto``); ONNX → onnxruntime (its CUDA/TensorRT providers when present; an INT8
 Q/DQ model on a CPU-only machine → OpenVINO when installed); engine/bundle → TensorRT when installed, otherwise the
-bundle's ONNX as an ONNX file; .tflite → LiteRT;
-.mlpackage → CoreML; weights → PyTorch.
+bundle's ONNX as an ONNX file; .tflite → LiteRT; .mlpackage → CoreML;
+an nn.Module → PyTorch.
 """
 from __future__ import annotations
 
@@ -122,6 +123,10 @@ def _only(backend: str, allowed: tuple[str, ...], path: Path) -> None:
 
 
 def _torch(net, backend, device, precision, threads, source):
+    if source != "memory" and backend in ("auto", "onnxruntime", "openvino", "opencv"):
+        from .auto import fast_backend  # weights on disk: exported to ONNX once (cached), fastest engine
+
+        return fast_backend(net, source, backend, precision=precision, device=device, threads=threads)
     _only(backend, ("pytorch", "pytorch-compile"), Path(source))
     return B.TorchBackend(net, device=device, precision=precision or "fp32", threads=threads,
                           compile=backend == "pytorch-compile", source=source)
@@ -149,7 +154,7 @@ def _onnx(path: Path, sidecar: dict, backend: str, threads, precision) -> B.Back
     if backend == "openvino":
         return B.OpenVinoBackend(path, sidecar, threads=threads, precision=precision)
     if backend == "opencv":
-        return B.OpenCvDnnBackend(path, sidecar, precision=precision)
+        return B.OpenCvDnnBackend(path, sidecar, precision=precision, threads=threads)
     if backend == "tensorrt":
         return _tensorrt_from_onnx(path, sidecar, precision or sidecar.get("precision", "fp16"), path.parent)
     raise BackendError(f"{path}: backend '{backend}' cannot run an ONNX model; use onnxruntime, openvino, opencv "

@@ -4,8 +4,12 @@ run (Ctrl-C) still leaves a complete, playable file and a crash never leaves a h
 """
 from __future__ import annotations
 
+import logging
 import os
+import queue
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -16,6 +20,8 @@ from derain_edge.imageio import IMAGE_SUFFIXES
 
 from .errors import SinkError
 
+log = logging.getLogger(__name__)
+
 # pip's OpenCV has no H.264 encoder (TOOLCHAIN.md §6): mp4v in .mp4, MJPG in .avi, lossless FFV1 in .mkv
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 
@@ -24,6 +30,7 @@ class Sink:
     """write(frame) → False when the viewer asked to stop (q / Esc in a window); close() finalizes."""
 
     count = 0
+    threadable = True  # may be written from a worker thread (ThreadedSink); a GUI window may not
 
     def write(self, frame: np.ndarray) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -41,6 +48,8 @@ class Sink:
 class NullSink(Sink):
     """--headless without an output: frames are counted and discarded (benchmarks, servers)."""
 
+    threadable = False  # nothing to overlap
+
     def write(self, frame: np.ndarray) -> bool:
         self.count += 1
         return True
@@ -48,6 +57,8 @@ class NullSink(Sink):
 
 class DisplaySink(Sink):
     """An OpenCV window; needs an OpenCV build with a GUI (pip's opencv-python, not -headless) and a display."""
+
+    threadable = False  # HighGUI windows belong to the thread that made them
 
     def __init__(self, window: str = "derain-edge"):
         self.window = window
@@ -150,6 +161,92 @@ class ImageFileSink(Sink):
         _write_image(self.path, frame)
         self.count += 1
         return True
+
+
+class ThreadedSink(Sink):
+    """Writes through another sink on a worker thread, so a sink that blocks (a hung network drive, a full pipe, a
+    stuck encoder) cannot hang the run: write() waits at most `timeout` seconds for room in a `maxsize`-frame queue
+    and close() at most `timeout` seconds for the queued frames, then raise SinkError. An error in the worker (an
+    unwritable file, a missing codec) is raised by the next write() or by close(). Frames are copied when queued.
+    """
+
+    _STOP = object()
+
+    def __init__(self, sink: Sink, timeout: float | None = 30.0, maxsize: int = 2):
+        self.sink = sink
+        self.timeout = float(timeout) if timeout else None
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self.error: BaseException | None = None
+        self.closed = False
+        self._busy_since: float | None = None
+        self.thread = threading.Thread(target=self._work, name="sink-writer", daemon=True)
+        self.thread.start()
+
+    @property
+    def count(self) -> int:  # frames the wrapped sink has written
+        return self.sink.count
+
+    def _work(self) -> None:
+        while True:
+            frame = self.queue.get()
+            if frame is self._STOP:
+                return
+            self._busy_since = time.monotonic()
+            try:
+                self.sink.write(frame)
+            except BaseException as e:  # handed to the streaming thread by the next write()/close()
+                self.error = e
+                return
+            finally:
+                self._busy_since = None
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            err = self.error
+            if isinstance(err, SinkError):
+                raise err
+            raise SinkError(f"{self._name()}: writing failed: {type(err).__name__}: {err}") from err
+
+    def _name(self) -> str:
+        return str(getattr(self.sink, "path", None) or getattr(self.sink, "folder", None) or type(self.sink).__name__)
+
+    def _put(self, item, what: str) -> None:
+        start = time.monotonic()
+        while True:
+            self._raise_error()
+            if not self.thread.is_alive():
+                raise SinkError(f"{self._name()}: the writer thread has stopped")
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self.timeout is not None and time.monotonic() - start > self.timeout:
+                    raise SinkError(f"{self._name()}: the output has accepted no frame for {self.timeout:.0f} s "
+                                    f"while {what} (a blocked pipe, a hung network drive?)") from None
+
+    def write(self, frame: np.ndarray) -> bool:
+        if self.closed:
+            raise SinkError(f"{self._name()}: write after close")
+        self._put(np.array(frame, copy=True), "writing")
+        return True
+
+    def close(self) -> None:
+        """Writes what is queued, then closes the wrapped sink (finalizing a video) in the calling thread."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.error is None and self.thread.is_alive():
+                self._put(self._STOP, "finishing")
+            self.thread.join(self.timeout)
+            if self.thread.is_alive():
+                raise SinkError(f"{self._name()}: the output did not finish writing within {self.timeout:.0f} s "
+                                "(a blocked pipe, a hung network drive?)")
+        except SinkError:
+            log.warning("%s: not finalized: the writer thread is stuck", self._name())
+            raise
+        self.sink.close()
+        self._raise_error()
 
 
 def _write_image(path: Path, frame: np.ndarray) -> None:

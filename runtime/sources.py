@@ -27,6 +27,10 @@ from derain_edge.imageio import IMAGE_SUFFIXES, ImageError, natural_key, to_rgb_
 from .errors import SourceError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
+# a network stream that stops answering must not block open() or read() forever: OpenCV's FFMPEG backend gives up
+# after these (the reader then reconnects; its stall watchdog covers backends that ignore them)
+NET_TIMEOUT_MS = 10_000
+NET_TIMEOUTS = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NET_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, NET_TIMEOUT_MS]
 GST_HINT = ("this OpenCV build has no GStreamer (pip's opencv-python wheels never do). On a Jetson use the "
             "JetPack OpenCV: `sudo apt install python3-opencv` and run without pip's opencv in the venv "
             "(create it with --system-site-packages), or build OpenCV with -DWITH_GSTREAMER=ON")
@@ -155,8 +159,10 @@ class CaptureSource(Source):
             url = re.sub(r"^rtsp\+(udp|tcp)://", "rtsp://", url, flags=re.I)
             # FFMPEG reads its options from this variable when the capture opens (UDP loses packets on Wi-Fi)
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{transport}|stimeout;5000000"
-            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
-        elif spec.kind in ("stream", "video"):
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, NET_TIMEOUTS)
+        elif spec.kind == "stream":
+            cap = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, NET_TIMEOUTS)
+        elif spec.kind == "video":
             cap = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG)
         else:  # camera
             cap = cv2.VideoCapture(spec.target, cv2.CAP_V4L2) if os.name == "posix" else cv2.VideoCapture(spec.target)

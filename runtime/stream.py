@@ -3,6 +3,10 @@
 Latency is capture-to-output (the time a frame waited in the reader included); FPS is an exponential moving average
 of the loop rate. The sink is closed (video finalized) and the reader stopped whatever ends the loop — the end of
 the source, q/Esc in the window, an exception, or Ctrl-C (KeyboardInterrupt propagates after the clean-up).
+
+Every wait is bounded: file sinks are written on their own thread (``sinks.ThreadedSink``), so a sink that blocks
+fails the run with SinkError after `stall_timeout` seconds; the reader raises SourceError for a source that stalls
+as long or a reader thread that died; the clean-up waits at most a few seconds for each.
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ import numpy as np
 
 from derain_edge.imageio import ImageError
 
+from .errors import RuntimeErrorBase
 from .reader import FrameReader
-from .sinks import Sink
+from .sinks import Sink, ThreadedSink
 
 VIEWS = ("side-by-side", "derained", "split")
 
@@ -31,6 +36,7 @@ class StreamStats:
     infer_ms: deque = field(default_factory=lambda: deque(maxlen=1000), repr=False)    # last Derainer calls
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=1000), repr=False)  # capture-to-output
     ended: str = ""
+    error: str = ""              # the one-line reason when a source or sink failure ended the run
 
     @property
     def fps(self) -> float:
@@ -38,6 +44,8 @@ class StreamStats:
 
     def summary(self) -> dict:
         d = {k: getattr(self, k) for k in ("frames", "corrupt", "dropped", "reconnects", "seconds", "ended")}
+        if self.error:
+            d["error"] = self.error
         d["fps"] = round(self.fps, 2)
         for key in ("infer_ms", "latency_ms"):
             vals = getattr(self, key)
@@ -80,16 +88,22 @@ def draw_counters(img: np.ndarray, fps: float, latency_ms: float, dropped: int, 
 
 
 def run_stream(derainer, reader: FrameReader, sink: Sink, view: str = "side-by-side", overlay: bool = True,
-               progress=None, on_frame=None) -> StreamStats:
+               progress=None, on_frame=None, stats: StreamStats | None = None,
+               stall_timeout: float | None = 30.0) -> StreamStats:
     """Runs until the source ends, the sink asks to stop, or Ctrl-C; always stops the reader and closes the sink.
 
     progress: an object with update(n) (a tqdm bar) or None. on_frame(stats): called after every written frame.
+    stats: a StreamStats to fill in (so a caller still has the counters when an exception ends the run).
+    stall_timeout: seconds a sink may block before the run fails with SinkError (None: wait as long as it takes).
+    Source and sink failures (SourceError, SinkError) propagate after the clean-up, with stats.ended/.error set.
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view '{view}'; choose from: {', '.join(VIEWS)}")
-    stats = StreamStats()
+    stats = stats if stats is not None else StreamStats()
     fps_ema = 0.0
     start = last = time.perf_counter()
+    out_sink = ThreadedSink(sink, timeout=stall_timeout) if getattr(sink, "threadable", False) else sink
+    failed = False
     try:
         reader.start()
         for frame in reader:
@@ -112,7 +126,7 @@ def run_stream(derainer, reader: FrameReader, sink: Sink, view: str = "side-by-s
                     picture = out.copy()
                 draw_counters(picture, fps_ema, latency, reader.stats.dropped,
                               reader.stats.corrupt + stats.corrupt, derainer.backend)
-            keep_going = sink.write(picture)
+            keep_going = out_sink.write(picture)
             stats.frames += 1
             if progress is not None:
                 progress.update(1)
@@ -124,13 +138,29 @@ def run_stream(derainer, reader: FrameReader, sink: Sink, view: str = "side-by-s
         else:
             stats.ended = reader.ended_reason or "end"
     except KeyboardInterrupt:
+        failed = True
         stats.ended = "interrupted"
+        raise
+    except RuntimeErrorBase as e:  # SourceError (reader failed, stalled), SinkError (blocked, unwritable)
+        failed = True
+        stats.ended = f"error: {e}"
+        stats.error = str(e)
+        raise
+    except BaseException:
+        failed = True
         raise
     finally:
         reader.stop()
-        sink.close()
-        stats.seconds = time.perf_counter() - start
-        stats.dropped = reader.stats.dropped
-        stats.corrupt += reader.stats.corrupt
-        stats.reconnects = reader.stats.reconnects
+        try:
+            out_sink.close()
+        except RuntimeErrorBase as e:
+            stats.error = stats.error or str(e)
+            if not failed:  # otherwise the exception already on its way wins
+                stats.ended = f"error: {e}"
+                raise
+        finally:
+            stats.seconds = time.perf_counter() - start
+            stats.dropped = reader.stats.dropped
+            stats.corrupt += reader.stats.corrupt
+            stats.reconnects = reader.stats.reconnects
     return stats

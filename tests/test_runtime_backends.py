@@ -37,7 +37,7 @@ def onnx_dynamic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference():
-    return Derainer(threads=1)
+    return Derainer(backend="pytorch", threads=1)  # PyTorch eager: what every engine is checked against
 
 
 def _frame(h, w, seed=0):
@@ -75,7 +75,7 @@ def test_pytorch_backend_equals_derain_rgb(reference):
 def test_weights_file_and_sidecar_json_load(tmp_path, onnx_dynamic):
     from lpnet.weights import shipped_weights_path
 
-    assert Derainer(shipped_weights_path(), threads=1).backend == "pytorch-fp32"
+    assert Derainer(shipped_weights_path(), "pytorch", threads=1).backend == "pytorch-fp32"
     d = Derainer(str(onnx_dynamic) + ".json", threads=1)  # the sidecar names its artifact
     assert d.backend == "onnxruntime-fp32" and d.engine.sizes == "dynamic"
 

@@ -63,8 +63,10 @@ def test_demo_to_video_headless(tmp_path, capsys):
                  "--json", str(stats)]) == 0
     assert _video_info(out) == (6, 128, 48)  # side by side: rainy | derained
     summary = json.loads(stats.read_text())
-    assert summary["frames"] == 6 and summary["backend"] == "pytorch-fp32" and summary["dropped"] == 0
-    assert "6 frames" in capsys.readouterr().err
+    # the default engine: the shipped weights exported to ONNX once (cached) and run in onnxruntime
+    assert summary["frames"] == 6 and summary["backend"] == "onnxruntime-fp32" and summary["dropped"] == 0
+    err = capsys.readouterr().err
+    assert "6 frames" in err and "engine onnxruntime-fp32, 1 thread" in err
 
 
 def test_video_through_onnx_model(tmp_path, onnx_model, rainy_video):
