@@ -288,8 +288,9 @@ def fast_backend(net, weights: str | Path, backend: str = "auto", *, precision: 
         try:
             onnx = cached_onnx(net, weights, name, "int8" if precision == "int8" else "fp32")
         except Exception as e:  # the exporter raises many types; an unwritable cache too; PyTorch still runs
-            log.warning("exporting %s to ONNX failed (%s: %s); running PyTorch", weights, type(e).__name__, e)
-            why_no_onnx = f"the ONNX export failed ({type(e).__name__})"
+            why_no_onnx = str(e) if isinstance(e, BackendError) else \
+                f"the ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            log.warning("%s; running PyTorch", why_no_onnx)
             tried.append(f"{engine}: {why_no_onnx}")
             continue
         sidecar = _sidecar_of(onnx.path, "int8" if precision == "int8" else "fp32")
