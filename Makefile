@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
-	# onnx2tf 1.29.24 is the newest for Python 3.11 and hard-pins an old stack; it works with ours (TOOLCHAIN.md §5b)
+	# onnx2tf 1.29.24 is the newest for Python 3.11 and hard-pins an old stack; it works with ours, so it goes in
+	# with --no-deps (an extra cannot say that; derain-export --target tflite prints this command when it is missing).
+	# Why: docs/toolchain.md §5b
 	$(BIN)/python -m pip install -q --no-deps onnx2tf==1.29.24
 	touch $@
 

@@ -8,7 +8,7 @@ Decomposition (NLCL eq. 1): O = B + R. G_B predicts the rain residual and return
 tail: an untrained G_B is the identity, like LPNet); G_R returns R directly (an untrained G_R returns 0).
 
 Export: only ops every converter takes (3×3 Conv with zero padding, ReLU, InstanceNorm, dense ConvTranspose 2×2
-stride 2 without padding — see ../shared/TOOLCHAIN.md) — `norm="none"` removes InstanceNorm for int8 targets.
+stride 2 without padding — see docs/toolchain.md) — `norm="none"` removes InstanceNorm for int8 targets.
 Same I/O contract as LPNet: N×3×H×W RGB float in [0, 1], any H×W (odd sizes are edge-padded to even before the
 optional 2× down/up and cropped back); in eval mode B is clipped to [0, 1].
 """

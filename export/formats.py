@@ -24,8 +24,40 @@ EXTRA_OF = {
 }
 
 
+# onnx2tf cannot be a dependency of the [tflite] extra: every release for Python 3.11 hard-pins an older stack
+# (numpy 1.26, onnx 1.19, onnxruntime 1.23, TensorFlow 2.19 …) that pip would install over ours, while it runs fine on
+# ours (docs/toolchain.md). pip extras cannot say --no-deps, so the exporter names this one command instead.
+ONNX2TF = "onnx2tf==1.29.24"
+ONNX2TF_COMMAND = f"pip install --no-deps {ONNX2TF}"
+# what onnx2tf imports, all provided by the [tflite] extra
+TFLITE_STACK = ("tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "ai_edge_litert", "psutil", "onnx",
+                "onnxruntime")
+
+
 def install_hint(extra: str) -> str:
     return f'pip install "derain-edge[{extra}]"'
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def install_command(extra: str, missing=()) -> str:
+    """The one command line that makes `extra`'s target work, given the modules found `missing`."""
+    missing = set(missing)
+    if extra != "tflite":
+        return install_hint(extra)
+    stack_missing = [m for m in TFLITE_STACK if not _importable(m)]
+    if "onnx2tf" in missing and not stack_missing and not (missing - {"onnx2tf"}):
+        return ONNX2TF_COMMAND
+    if _importable("onnx2tf") and "onnx2tf" not in missing:
+        return install_hint(extra)
+    return f"{install_hint(extra)} && {ONNX2TF_COMMAND}"
 
 
 def require(module: str, extra: str | None = None):
@@ -34,8 +66,18 @@ def require(module: str, extra: str | None = None):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        note = " (onnx2tf itself: pip install --no-deps onnx2tf==1.29.24)" if module.startswith("onnx2tf") else ""
-        raise MissingDependency(f"{module} is not installed ({e}); install it with: {install_hint(extra)}{note}") from e
+        top = module.split(".")[0]
+        # a module that is there but fails to import for lack of one of its own dependencies
+        missing = {top} if getattr(e, "name", None) in (None, top, module) else {top, str(e.name)}
+        raise MissingDependency(_missing_message([module], extra, missing, e)) from e
+
+
+def _missing_message(modules, extra: str, missing, error=None) -> str:
+    command = install_command(extra, missing)
+    why = f" ({error})" if error is not None else ""
+    note = (" (onnx2tf goes in with --no-deps: its own pins would replace numpy, onnx, onnxruntime and TensorFlow "
+            "with older versions)") if "no-deps" in command else ""
+    return f"{', '.join(modules)} {'is' if len(modules) == 1 else 'are'} not installed{why}; run: {command}{note}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +159,9 @@ def resolve_precision(fmt: Format, precision: str | None) -> tuple[str, ...]:
 
 def load_function(fmt: Format):
     """The target's export function; MissingDependency when its module (or a backend) is not available."""
+    missing = [m for m in fmt.modules if not _importable(m)]
+    if missing:  # all of them named at once, with the one command that installs them
+        raise MissingDependency(_missing_message(missing, fmt.extra, set(missing)))
     for module in fmt.modules:
         require(module, fmt.extra)
     mod_name, func_name = fmt.function.split(":")

@@ -20,7 +20,7 @@ from .artifact import Exported
 
 INPUT_NAME = "rainy"
 OUTPUT_NAME = "derained"
-MIN_OPSET = 18  # torch 2.13's dynamo exporter cannot down-convert Pad below 18 (TOOLCHAIN.md §1)
+MIN_OPSET = 18  # torch 2.13's dynamo exporter cannot down-convert Pad below 18 (docs/toolchain.md §1)
 _EXAMPLE_HW = (64, 96)  # example size for a dynamic export: not 0/1 (torch.export specialises those), not square
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def torch_to_onnx(model, path, size: tuple[int, int] | None = None, opset: int =
     path = Path(path)
     size = _check_size(size)
     if int(opset) < MIN_OPSET:
-        raise ValueError(f"opset {opset} is below {MIN_OPSET}, the lowest the dynamo exporter honours (TOOLCHAIN.md §1)")
+        raise ValueError(f"opset {opset} is below {MIN_OPSET}, the lowest the dynamo exporter honours (docs/toolchain.md §1)")
     if int(batch) < 1:
         raise ValueError(f"batch must be ≥ 1, got {batch}")
     model = model.eval()

@@ -6,7 +6,7 @@ symmetric int8 for activations and weights (``ActivationSymmetric``, ``WeightSym
 zero-point is 0; per-channel weight scales (``per_channel=True``); biases left in float (``QuantizeBias=False``:
 TensorRT fuses float biases itself and rejects int32 DequantizeLinear); Q/DQ only in front of the convolutions
 (Conv, ConvTranspose), which is where TensorRT's fusions pick them up. ``quant_pre_process`` is skipped: its symbolic
-shape inference fails on LPNet's dynamic crops (TOOLCHAIN.md §2) and the graph is already simplified.
+shape inference fails on LPNet's dynamic crops (docs/toolchain.md §2) and the graph is already simplified.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """TFLite / LiteRT target: one ``.tflite`` per frame size, fp32, fp16, int16x8 or full int8, checked in LiteRT.
 
-Route (../shared/TOOLCHAIN.md §5b–c): PyTorch → ONNX at a fixed size (``export.onnx_export.torch_to_onnx``) →
+Route (docs/toolchain.md §5b–c): PyTorch → ONNX at a fixed size (``export.onnx_export.torch_to_onnx``) →
 onnx2tf → TensorFlow SavedModel → ``tf.lite.TFLiteConverter.from_saved_model`` with per-precision options:
 
 =========  ===========================================================  =========================================

@@ -72,7 +72,7 @@ def test_image_branch_exports_to_onnx_with_dynamic_size(tmp_path, down):
     ort = pytest.importorskip("onnxruntime")
     g = _randomise(LightGenerator(GeneratorConfig(down=down))).eval()
     path = tmp_path / "gb.onnx"
-    # the dynamo exporter (the one TOOLCHAIN.md recommends for onnx2tf) for the default, legacy for the variant
+    # the dynamo exporter (the one docs/toolchain.md recommends for onnx2tf) for the default, legacy for the variant
     if not down:
         dims = ({2: torch.export.Dim("h", min=4), 3: torch.export.Dim("w", min=4)},)
         torch.onnx.export(g, (torch.rand(1, 3, 32, 48),), str(path), dynamo=True, input_names=["input"],
