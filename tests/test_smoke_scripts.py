@@ -24,15 +24,9 @@ TIMEOUT_S = 90  # per file; each takes a few seconds on one thread
 
 # Files whose smoke run is not just `--smoke`: file → arguments. "{tmp}" is the test's scratch folder, where
 # {tmp}/pairs/{rainy,clean}/{7,38,84}.png are tiny generated pairs (64×48, Rain100H-style names).
-SMOKE_ARGS: dict[str, list[str]] = {
-    # Being rewritten by the lead: these two take positional folders and have no --smoke yet. When they do, set
-    # their entries to ["--smoke"] (or delete them) and drop them from XFAIL.
-    "scripts/readme_picture.py": ["{tmp}/pairs", "{tmp}/readme.png"],     # PAIRS_DIR OUT_PNG
-}
+SMOKE_ARGS: dict[str, list[str]] = {}
 # file → reason: expected to fail for now (not strict: passing is fine too)
-XFAIL: dict[str, str] = {
-    "scripts/readme_picture.py": "being rewritten",
-}
+XFAIL: dict[str, str] = {}
 # file → a regex its stdout must match
 EXPECT: dict[str, str] = {
     "benchmarks/nonlocal_sampling.py": r"(?m)^overhead: -?\d+\.\d%\s*\Z",  # the last line, as documented
