@@ -36,3 +36,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: str | Path, older_than_s: float = 60.0) -> list[Path]:
+    """Deletes the temporary files of atomic writes that were killed half-way (``.<name>.<random>.tmp<suffix>``,
+    left behind by SIGKILL or a power cut) older than `older_than_s`; returns what it removed."""
+    import time
+
+    removed = []
+    now = time.time()
+    try:
+        candidates = list(Path(folder).glob(".*.tmp*"))
+    except OSError:
+        return removed
+    for p in candidates:
+        try:
+            if p.is_file() and now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
