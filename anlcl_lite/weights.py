@@ -11,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from derain_edge.files import atomic_path
+from derain_edge.weights_io import foreign_weights_message
 
 from .generator import GeneratorConfig, LightGenerator
 
@@ -41,7 +42,7 @@ def read_weights(path: str | Path) -> tuple[GeneratorConfig, dict[str, torch.Ten
             header = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file (corrupt or half-written?): {e}") from e
+        raise ValueError(foreign_weights_message(path, e)) from e
     if header.get("format") != FORMAT:
         raise ValueError(f"{path} does not hold ANLCL-lite G_B weights (format {header.get('format')!r})")
     try:
