@@ -19,8 +19,16 @@ class ImageError(ValueError):
     """An image that cannot be used, with the reason."""
 
 
+# float images are read as [0, 1]; overshoot up to these bounds is clipped (processing noise, mild HDR), beyond them
+# the array holds another convention (0..255 in float32 is the usual one) and is refused, never clipped to white
+FLOAT_MIN, FLOAT_MAX = -1.0, 2.0
+
+
 def to_rgb_uint8(img: np.ndarray, name: str = "image", bgr: bool = True) -> np.ndarray:
-    """Normalises any OpenCV-style array (gray, BGR, BGRA; uint8, uint16, float) to H×W×3 RGB uint8."""
+    """Normalises any OpenCV-style array (gray, BGR, BGRA; uint8, uint16, float in [0, 1]) to H×W×3 RGB uint8.
+
+    Float arrays hold [0, 1] (values up to FLOAT_MIN..FLOAT_MAX are clipped to it); an array beyond that, such as
+    0..255 in float32, is refused with an ImageError instead of being clipped to white."""
     if not isinstance(img, np.ndarray) or img.size == 0:
         raise ImageError(f"{name}: empty or not an image array")
     if img.ndim == 3 and img.shape[2] == 1:
@@ -35,6 +43,11 @@ def to_rgb_uint8(img: np.ndarray, name: str = "image", bgr: bool = True) -> np.n
     elif img.dtype.kind == "f":
         if not np.isfinite(img).all():
             raise ImageError(f"{name}: contains NaN or infinite values")
+        lo, hi = float(img.min()), float(img.max())
+        if lo < FLOAT_MIN or hi > FLOAT_MAX:  # e.g. 0..255 held in float32: clipping would give white
+            hint = " (0..255 in a float array? divide by 255, or pass uint8)" if hi <= 256.0 else ""
+            raise ImageError(f"{name}: float {img.dtype} pixels must be in [0, 1], got values {lo:.4g}..{hi:.4g}"
+                             f"{hint}")
         img = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageError(f"{name}: unsupported pixel type {img.dtype}")

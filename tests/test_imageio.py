@@ -179,3 +179,20 @@ def test_write_image_unknown_suffix(tmp_path):
     with pytest.raises(ImageError, match="suffix"):
         write_image(tmp_path / "x.nosuchformat", make_clean(4, 4, seed=0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_float_0_255_frame_is_refused_not_clipped_to_white():
+    frame = np.random.default_rng(0).uniform(0, 255, (8, 8, 3)).astype(np.float32)
+    with pytest.raises(ImageError, match=r"must be in \[0, 1\].*divide by 255"):
+        to_rgb_uint8(frame, name="frame")
+    assert to_rgb_uint8(frame / 255.0).max() > 200  # the same frame scaled to [0, 1] is fine
+
+
+def test_derainer_refuses_float_0_255_frame():
+    from runtime import Derainer
+
+    d = Derainer(backend="pytorch")
+    frame = np.full((16, 16, 3), 128.0, np.float32)
+    with pytest.raises(ImageError, match="divide by 255"):
+        d(frame)
+    assert d((frame / 255.0).astype(np.float32)).shape == (16, 16, 3)
