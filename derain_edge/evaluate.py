@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--light", action="append", default=[], metavar="DIR", help="--suite: light-rain pairs (rainy/, clean/); repeatable")
     p.add_argument("--dry", action="append", default=[], metavar="DIR",
                    help="--suite: folder of rain-free photos, or 'scenes' for procedural ones; repeatable")
+    p.add_argument("--gate", action="store_true",
+                   help="apply the rain gate after the model, as runtime.Derainer does by default (derain_edge.gate): "
+                        "the output is kept where the model removed rain, the input elsewhere")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or mismatched images, list them at the end, score the rest")
     p.add_argument("--weights", metavar="W", help="load these weights into the model instead of the shipped ones")
     p.add_argument("--json", metavar="FILE", help="write means, per-image scores and provenance as JSON")
@@ -338,8 +341,18 @@ def _check_destination(path: str) -> str | None:
     return None
 
 
-def _derainer(model_name: str, weights):
-    """(callable RGB uint8 → RGB uint8, description, weights path or None) for a registry name or an artifact path."""
+def _derainer(model_name: str, weights, gate: bool = False):
+    """(callable RGB uint8 → RGB uint8, model or engine, weights path) for a registry name or an artifact path;
+    with `gate`, the rain gate follows the model."""
+    run, model, path = _ungated(model_name, weights)
+    if gate:
+        from .gate import apply_gate
+
+        return (lambda rgb: apply_gate(rgb, run(rgb))), model, path
+    return run, model, path
+
+
+def _ungated(model_name: str, weights):
     if model_name in MODELS:
         model, path = load_model(model_name, weights)
         from .infer import derain_rgb
@@ -378,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model_name = args.model or "lpnet"
         try:
-            derain, model, weights = _derainer(model_name, args.weights)
+            derain, model, weights = _derainer(model_name, args.weights, args.gate)
         except (ValueError, OSError, RuntimeError) as e:
             return _fail(str(e))
-        if model_name not in MODELS:
+        if model_name not in MODELS or args.gate:
             model = derain
 
     def warn(message: str) -> None:
@@ -452,18 +465,18 @@ def _suite_main(args, command: str) -> int:
             if d != SCENES and not Path(d).is_dir():
                 return _fail(f"--dry {d}: not a folder (or 'scenes')")
         model_name = args.model or "lpnet"
-        derain, _, weights = _derainer(model_name, args.weights)
+        derain, _, weights = _derainer(model_name, args.weights, args.gate)
         result = evaluate_suite(derain, suite, skip_bad=args.skip_bad, progress=progress)
     except (ImageError, ValueError, OSError, RuntimeError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    print(f"model {model_name}, weights {weights}")
+    print(f"model {model_name}, weights {weights}" + (", rain gate on" if args.gate else ""))
     print(format_suite(result))
     _print_skipped(result["skipped"])
     if args.json:
-        record = {"model": model_name, "weights": str(weights) if weights else None,
+        record = {"model": model_name, "weights": str(weights) if weights else None, "gate": args.gate,
                   "weights_sha256": sha256_file(weights) if weights is not None and Path(weights).is_file() else None,
                   "command": command, **result}
         try:
