@@ -117,3 +117,14 @@ def test_json_destination_is_checked_before_scoring(tiny_pairs, tmp_path, capsys
 def test_suite_argument_errors(argv, msg, capsys):
     assert main(argv) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_demo_scenes_cover_heavy_light_and_dry(tmp_path):
+    import lpnet
+    from derain_edge.demo import synthetic_demo
+
+    scores = synthetic_demo(lpnet.LPNet().eval(), tmp_path, scenes=3)  # untrained LPNet: an exact identity
+    assert [c for c, _, _ in scores] == ["heavy", "light", "dry"]
+    heavy, light, dry = scores
+    assert heavy[1] < light[1] and dry[2] == float("inf")  # heavy rain is heavier; a dry frame left alone
+    assert (tmp_path / "demo_side_by_side.png").is_file()
