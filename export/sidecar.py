@@ -24,11 +24,19 @@ Keys (schema ``derain-edge/sidecar/1``)::
                     (null when the artifact cannot run on the exporting machine, with "parity_skipped": reason)
     cost            {"psnr_y_vs_fp32_db", "ssim_y_vs_fp32", and with a paired set "psnr_y_drop_db", "ssim_y_drop",
                      "val"} or null
+    integrity       {"artifact_sha256": sha256 of the artifact (a folder: of its files), "fields_sha256": {field:
+                     sha256 of its JSON}} for the contract fields; read_sidecar refuses an artifact or a field that
+                     changed after export, naming it (sidecars without "integrity" are read unchecked). This catches
+                     mix-ups and careless edits; it is not a signature.
+
+The artifact must be a plain name inside the sidecar's folder: "../x", absolute paths and symlinks that lead out of
+the folder are refused.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from derain_edge.files import atomic_write_text
 from derain_edge.sizes import from_json, size_json
@@ -39,6 +47,7 @@ FORMATS = ("onnx", "engine", "mlpackage", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
 LAYOUTS = ("NCHW", "NHWC")
 MAX_SIDE = 16384  # a sidecar size beyond this is a mistake (or an attempt to make the runtime allocate terabytes)
+CHECKED_FIELDS = ("target", "format", "precision", "model", "weights_sha256", "inputs", "outputs", "sizes")
 REQUIRED = ("schema", "artifact", "target", "format", "precision", "model", "weights_sha256", "inputs", "outputs", "sizes")
 
 
@@ -53,10 +62,67 @@ def sidecar_path(artifact: str | Path) -> Path:
 
 
 def artifact_path(sidecar: str | Path) -> Path:
-    """The artifact a sidecar describes (resolved next to the sidecar)."""
+    """The artifact a sidecar describes (resolved next to the sidecar, never outside its folder)."""
     sidecar = sidecar_path(sidecar)
     data = read_sidecar(sidecar)
-    return sidecar.parent / data["artifact"]
+    return resolve_artifact(sidecar, data["artifact"])
+
+
+def resolve_artifact(sidecar: str | Path, name) -> Path:
+    """``<sidecar folder>/<name>``; SidecarError when `name` is not a plain entry of that folder (``..``, an absolute
+    path, a drive, a sub-path, or a symlink that leads out of the folder)."""
+    sidecar = Path(sidecar)
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        raise SidecarError(f"{sidecar}: 'artifact' {name!r} is not a file name")
+    posix, win = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or win.is_absolute() or win.drive or len(posix.parts) != 1 or len(win.parts) != 1:
+        raise SidecarError(f"{sidecar}: 'artifact' {name!r} must be a name inside the sidecar's folder "
+                           "(no '..', no absolute path, no sub-folder)")
+    folder = sidecar.parent
+    path = folder / name
+    try:
+        inside = path.resolve().parent == folder.resolve()
+    except OSError:
+        inside = False
+    if not inside:
+        raise SidecarError(f"{sidecar}: 'artifact' {name!r} resolves outside the sidecar's folder (a symlink?)")
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a folder (an .mlpackage): its files' relative names and bytes, in name order."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _field_sha(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def check_integrity(data: dict, sidecar: Path) -> None:
+    """Refuses a sidecar whose checked fields, or whose artifact, changed since export (see the module doc)."""
+    integrity = data.get("integrity")
+    if not isinstance(integrity, dict):
+        return
+    fields = integrity.get("fields_sha256") or {}
+    for key in CHECKED_FIELDS:
+        if key in fields and _field_sha(data.get(key)) != fields[key]:
+            raise SidecarError(f"{sidecar}: '{key}' was changed after export (it no longer matches the sidecar's "
+                               "integrity record); re-export the artifact instead of editing its sidecar")
+    want = integrity.get("artifact_sha256")
+    if want:
+        art = resolve_artifact(sidecar, data["artifact"])
+        if art.exists() and file_sha256(art) != want:
+            raise SidecarError(f"{sidecar}: the artifact {art.name} changed after export (artifact_sha256 differs): "
+                               "it is not the file this sidecar describes; re-export it")
 
 
 def validate(data: dict, where: str = "sidecar") -> dict:
@@ -66,6 +132,9 @@ def validate(data: dict, where: str = "sidecar") -> dict:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise SidecarError(f"{where}: missing keys {missing} (not a derain-edge sidecar?)")
+    sha = data["weights_sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
+        raise SidecarError(f"{where}: weights_sha256 {sha!r} is not a sha256 hex digest")
     if data["schema"] != SCHEMA:
         raise SidecarError(f"{where}: schema {data['schema']!r} is not {SCHEMA!r} (made by another version?)")
     for key, allowed in (("target", TARGETS), ("format", FORMATS), ("precision", PRECISIONS)):
@@ -111,6 +180,10 @@ def write_sidecar(artifact: str | Path, data: dict) -> Path:
     path = sidecar_path(artifact)
     validate(data, str(path))
     data["sizes"] = _named(data["sizes"])
+    art = path.parent / data["artifact"]
+    data["integrity"] = {"fields_sha256": {k: _field_sha(data[k]) for k in CHECKED_FIELDS if k in data}}
+    if art.exists():
+        data["integrity"]["artifact_sha256"] = file_sha256(art)
     for key in ("parity", "calibration"):  # their [H, W] sizes get named too
         entry = data.get(key)
         if isinstance(entry, dict) and isinstance(entry.get("size"), (list, tuple)) and len(entry["size"]) == 2:
@@ -129,6 +202,8 @@ def read_sidecar(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SidecarError(f"{path}: not readable JSON ({e})") from e
     validate(data, str(path))
+    resolve_artifact(path, data["artifact"])
+    check_integrity(data, path)
     data["sizes"] = normalized_sizes(data["sizes"], str(path))
     return data
 

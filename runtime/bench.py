@@ -224,7 +224,11 @@ def _export(work: Path, args) -> tuple[Path | None, Path | None]:
     from export.sidecar import write_sidecar
 
     fp32 = torch_to_onnx(lpnet.load_pretrained(), work / "lpnet_fp32.onnx")
-    common = {"target": "onnx", "format": "onnx", "model": "lpnet", "weights_sha256": "bench", "sizes": "dynamic"}
+    from derain_edge.evaluate import sha256_file
+    from lpnet.weights import shipped_weights_path
+
+    common = {"target": "onnx", "format": "onnx", "model": "lpnet", "sizes": "dynamic",
+              "weights_sha256": sha256_file(shipped_weights_path())}
     inputs, outputs = onnx_io(fp32)
     write_sidecar(fp32, {**common, "precision": "fp32", "inputs": inputs, "outputs": outputs})
     int8 = None

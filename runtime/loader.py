@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from . import backends as B
+from .contract import check_file, check_onnx_graph, check_value_ranges, probe
 from .errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -42,22 +43,20 @@ def _sidecar(path: Path) -> dict | None:
     if not sidecar_path(path).is_file():
         return None
     try:
-        return read_sidecar(path)
+        sc = read_sidecar(path)  # also confines the artifact to the sidecar's folder and checks its integrity record
     except SidecarError as e:
         raise BackendError(str(e)) from e
+    check_value_ranges(sc, str(sidecar_path(path)))
+    return sc
 
 
 def _onnx_sidecar(path: Path) -> dict:
+    check_file(path)
     sc = _sidecar(path)
+    inputs, outputs = check_onnx_graph(path, sc)  # the graph's own I/O must agree with the sidecar
     if sc is not None:
         return sc
     log.info("%s has no sidecar; reading its I/O from the graph (NCHW float RGB in [0, 1] assumed)", path)
-    from export.onnx_export import onnx_io
-
-    try:
-        inputs, outputs = onnx_io(path)
-    except Exception as e:
-        raise BackendError(f"{path}: not a readable ONNX model ({e})") from e
     dims = inputs[0]["shape"][2:]
     sizes = [dims] if all(isinstance(d, int) and d > 0 for d in dims) else "dynamic"
     return {"inputs": inputs, "outputs": outputs, "sizes": sizes, "precision": "fp32"}
@@ -93,6 +92,7 @@ def open_backend(model=None, backend: str = "auto", *, precision: str | None = N
             path = artifact_path(path)
         except SidecarError as e:
             raise BackendError(str(e)) from e
+    check_file(path)
     suffix = path.suffix.lower()
     if suffix in WEIGHT_SUFFIXES:
         try:
@@ -100,21 +100,32 @@ def open_backend(model=None, backend: str = "auto", *, precision: str | None = N
         except (ValueError, FileNotFoundError) as e:
             raise BackendError(str(e)) from e
         return _torch(net, backend, device, precision, threads, str(weights))
+    # an artifact: whatever engine runs it, its output contract is checked now with a probe frame
     if suffix == ".onnx":
-        return _onnx(path, _onnx_sidecar(path), backend, threads, precision)
+        return _probed(_onnx(path, _onnx_sidecar(path), backend, threads, precision))
     if suffix in (".engine", ".plan", ".trt"):
         _only(backend, ("tensorrt",), path)
-        return B.TensorRTBackend(path, _sidecar(path), precision)
+        return _probed(B.TensorRTBackend(path, _sidecar(path), precision))
     if suffix == ".tflite":
         _only(backend, ("tflite",), path)
-        return B.TfliteBackend(path, _sidecar(path), threads, precision)
+        return _probed(B.TfliteBackend(path, _sidecar(path), threads, precision))
     if suffix in (".mlpackage", ".mlmodel"):
         _only(backend, ("coreml",), path)
-        return B.CoreMLBackend(path, _sidecar(path), precision=precision)
+        return _probed(B.CoreMLBackend(path, _sidecar(path), precision=precision))
     if path.is_dir():
-        return _bundle(path, backend, precision, threads)
+        return _probed(_bundle(path, backend, precision, threads))
     raise BackendError(f"{path}: unknown model file type '{suffix}' (expected weights {', '.join(WEIGHT_SUFFIXES)}, "
                        ".onnx, .engine, .tflite, .mlpackage or a Jetson bundle folder)")
+
+
+def _probed(engine: B.Backend) -> B.Backend:
+    """`engine`, after one probe frame showed it keeps the contract (3 channels, same H×W; runtime.contract)."""
+    try:
+        probe(engine)
+    except BackendError:
+        engine.close()
+        raise
+    return engine
 
 
 def _only(backend: str, allowed: tuple[str, ...], path: Path) -> None:
@@ -179,9 +190,11 @@ def bundle_artifacts(folder: Path) -> dict[str, Path]:
     """precision → ONNX path, from the sidecars in a Jetson bundle folder."""
     found = {}
     for sc_path in sorted(folder.glob("*.onnx.json")):
-        sc = _sidecar(sc_path)
+        sc = _sidecar(sc_path)  # read_sidecar refuses "../…" and absolute artifact names
         if sc is not None:
-            found.setdefault(sc["precision"], sc_path.parent / sc["artifact"])
+            from export.sidecar import resolve_artifact
+
+            found.setdefault(sc["precision"], resolve_artifact(sc_path, sc["artifact"]))
     return found
 
 
