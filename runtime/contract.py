@@ -20,6 +20,7 @@ from .errors import BackendError
 
 CHANNELS = 3
 PROBE_SIDE = 64  # dynamic artifacts are probed at 64×64 (a multiple of every model's alignment)
+PROBE_MAX_CHANGE = 0.3  # mean |output − input| allowed on a rain-free frame (a wrong value range gives ~0.5)
 
 
 def check_file(path: Path) -> None:
@@ -70,11 +71,11 @@ def check_onnx_graph(path: Path, sidecar: dict | None) -> tuple[list[dict], list
         layout = (spec or {}).get("layout", "NCHW")
         axis = _channel_axis(layout)
         ch = shape[axis]
+        other = 1 if axis == 3 else 3
+        if ch != CHANNELS and spec is not None and shape[other] == CHANNELS:
+            raise BackendError(f"{path}: sidecar {kind}[0].layout {layout!r} disagrees with the graph: "
+                               f"{g['name']!r} has shape {shape} (channels at axis {other})")
         if isinstance(ch, int) and ch > 0 and ch != CHANNELS:
-            other = 1 if axis == 3 else 3
-            if spec is not None and shape[other] == CHANNELS:
-                raise BackendError(f"{path}: sidecar {kind}[0].layout {layout!r} disagrees with the graph: "
-                                   f"{g['name']!r} has shape {shape} (channels at axis {other})")
             raise BackendError(f"{path}: {kind[:-1]} {g['name']!r} has {ch} channel(s) (shape {shape}); the runtime "
                                f"works on {CHANNELS}-channel RGB images")
         if kind == "inputs":
@@ -133,6 +134,7 @@ def probe(backend, name: str = "") -> None:
     if not np.isfinite(y).all():
         raise BackendError(f"{where}: output contract broken: the probe frame gave NaN or infinite values")
     lo, hi = np.percentile(y, [1, 99])
-    if lo < -0.5 or hi > 1.5:
-        raise BackendError(f"{where}: output values {lo:.3g}..{hi:.3g} for a probe frame in [0.2, 0.8] are far "
-                           "outside [0, 1]: the sidecar's value_range does not match the model")
+    if lo < -0.5 or hi > 1.5 or float(np.abs(np.clip(y, 0, 1) - x).mean()) > PROBE_MAX_CHANGE:
+        raise BackendError(f"{where}: a smooth rain-free probe frame in [0.2, 0.8] came back as {lo:.3g}..{hi:.3g} "
+                           f"(mean change {float(np.abs(np.clip(y, 0, 1) - x).mean()):.2f}): the sidecar's value_range "
+                           "does not match the model")
