@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only or full output folder: one line, no traceback
+        from .outputs import os_error_line
+
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        return 1
     for i, (condition, before, after) in enumerate(scores):
         if condition == "dry":
             print(f"scene {i}: dry frame → output vs input {min(after, 99):.2f} dB PSNR-Y (higher: left alone)")

@@ -417,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.model:
         if not Path(m).exists():
             return _fail(f"{m}: no such file or folder")
+    if args.json:
+        from derain_edge.outputs import check_writable, os_error_line
+
+        try:  # before minutes of benchmarking, not after
+            check_writable(args.json)
+        except OSError as e:
+            return _fail(f"--json {os_error_line(e)}")
     try:
         report = run_bench(args)
     except (RuntimeErrorBase, ValueError) as e:
@@ -426,7 +433,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(summary(report))
     if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        try:
+            atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        except OSError as e:
+            from derain_edge.outputs import os_error_line
+
+            return _fail(f"--json {os_error_line(e)}")
     return 0
 
 
