@@ -316,11 +316,9 @@ def fast_backend(net, weights: str | Path, backend: str = "auto", *, precision: 
 
 
 def _sidecar_of(path: Path, precision: str) -> dict:
-    """The in-memory sidecar of a cached export: I/O read from the graph itself, dynamic H×W."""
-    from export.onnx_export import onnx_io
-
-    inputs, outputs = onnx_io(path)
-    return {"inputs": inputs, "outputs": outputs, "sizes": "dynamic", "precision": precision}
+    """The in-memory sidecar of a cached export: torch_to_onnx's contract (NCHW float32 RGB [0, 1], dynamic H×W),
+    which the engines assume without one; not read from the graph: importing onnx costs seconds on a busy CPU."""
+    return {"sizes": "dynamic", "precision": precision}
 
 
 def _ov_supports(precision: str) -> bool:
