@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# with --no-deps (an extra cannot say that; derain-export --target tflite prints this command when it is missing).
 	# Why: docs/toolchain.md §5b
 	$(BIN)/python -m pip install -q --no-deps onnx2tf==1.29.24
+	# Triton's Python backend stub runs in its own venv of this interpreter with numpy<2 (docs/serving.md)
+	$(BIN)/derain-serve --setup-stub
 	touch $@
 
 demo: setup
