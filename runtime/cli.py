@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s; 0 = wait forever)")
     p.add_argument("--seed", type=int, default=0, help="demo seed")
     p.add_argument("--json", default=None, metavar="FILE", help="write the run's counters and timings as JSON")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="send frames to a Triton server (derain-serve) at http://HOST:8000 or grpc://HOST:8001 instead "
+                        "of running the model here (docs/serving.md)")
+    p.add_argument("--server-model", default="derain", metavar="NAME", help="model name on --server (default: %(default)s)")
+    p.add_argument("--server-timeout", type=float, default=30.0, metavar="S",
+                   help="per-request timeout and how long to retry an unreachable --server (default: %(default)s)")
     return p
 
 
@@ -138,8 +144,15 @@ def _run(args, summary: dict) -> int:
         source = open_source(spec, height=args.size[0], width=args.size[1])
     else:
         source = open_source(spec)
-    derainer = Derainer(args.model, args.backend, precision=args.precision, threads=args.threads,
-                        overlap=args.overlap, stabilize=args.stabilize)
+    if args.server:  # the model runs on a Triton server; stabilisation stays here, per stream
+        from .triton_client import RemoteDerainer
+
+        derainer = RemoteDerainer(args.server, args.server_model, timeout=args.server_timeout,
+                                  retry_for=args.server_timeout, stabilize=args.stabilize,
+                                  wait_ready=args.server_timeout)
+    else:
+        derainer = Derainer(args.model, args.backend, precision=args.precision, threads=args.threads,
+                            overlap=args.overlap, stabilize=args.stabilize)
     summary["backend"] = derainer.backend
     reader = FrameReader(source, max_retries=args.retries, max_frames=limit or None, stall_timeout=stall)
     sink = None
@@ -149,7 +162,7 @@ def _run(args, summary: dict) -> int:
     finally:
         if sink is None:
             reader.stop()
-    print(f"{PROG}: engine {describe(derainer.engine)}", file=sys.stderr)
+    print(f"{PROG}: engine {derainer.describe() if args.server else describe(derainer.engine)}", file=sys.stderr)
     total = source.count if limit is None else min(limit, source.count or limit) if limit else source.count
     bar = None if isinstance(sink, DisplaySink) else tqdm(total=total, unit="frame", desc=PROG, disable=None)
     stats = StreamStats()
