@@ -110,8 +110,16 @@ FORMATS: tuple[Format, ...] = (
            "TFLite via onnx2tf + TFLiteConverter, one file per size, parity in LiteRT"),
 )
 
-BY_NAME = {f.name: f for f in FORMATS}
-ALIASES = {alias: f.name for f in FORMATS for alias in (f.name, *f.aliases)}
+# Server-side formats: named explicitly, not part of `--target all` (which means the edge artifacts above).
+SERVER_FORMATS: tuple[Format, ...] = (
+    Format("triton", ("tritonserver", "triton-repo", "deepstream"), "/", ("fp32", "fp16", "int8"), ("fp32",), True,
+           "onnx", "export.triton:export_triton", ("onnx", "onnxscript", "onnxslim", "onnxruntime"),
+           "Triton model repository: config.pbtxt + model.onnx with dynamic batching, TensorRT plan route "
+           "(docs/serving.md)"),
+)
+
+BY_NAME = {f.name: f for f in (*FORMATS, *SERVER_FORMATS)}
+ALIASES = {alias: f.name for f in (*FORMATS, *SERVER_FORMATS) for alias in (f.name, *f.aliases)}
 ALL_PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
 PRECISION_ALIASES = {"16x8": "int16x8", "w8a16": "int16x8", "a16w8": "int16x8", "float32": "fp32",
                      "float16": "fp16", "half": "fp16", "float": "fp32"}
@@ -137,7 +145,7 @@ def resolve_target(name: str) -> list[Format]:
     if key in ALIASES:
         return [BY_NAME[ALIASES[key]]]
     raise ValueError(f"unknown target '{name}'{suggest(key, [*ALIASES, 'all'])}; "
-                     f"choose from: {', '.join(f.name for f in FORMATS)}, all")
+                     f"choose from: {', '.join(f.name for f in (*FORMATS, *SERVER_FORMATS))}, all")
 
 
 def resolve_precision(fmt: Format, precision: str | None) -> tuple[str, ...]:

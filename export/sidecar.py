@@ -8,7 +8,7 @@ Keys (schema ``derain-edge/sidecar/1``)::
 
     schema          "derain-edge/sidecar/1"
     artifact        file or folder name of the artifact, relative to the sidecar
-    target          "onnx" | "jetson" | "coreml" | "tflite"
+    target          "onnx" | "jetson" | "coreml" | "tflite" | "triton"
     format          "onnx" | "engine" | "mlpackage" | "tflite"
     precision       "fp32" | "fp16" | "int8" | "int16x8"
     model           "lpnet" | "anlcl" …
@@ -42,7 +42,7 @@ from derain_edge.files import atomic_write_text
 from derain_edge.sizes import from_json, size_json
 
 SCHEMA = "derain-edge/sidecar/1"
-TARGETS = ("onnx", "jetson", "coreml", "tflite")
+TARGETS = ("onnx", "jetson", "coreml", "tflite", "triton")
 FORMATS = ("onnx", "engine", "mlpackage", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
 LAYOUTS = ("NCHW", "NHWC")

@@ -187,3 +187,39 @@ def test_infer_callback_keeps_request_order_and_sizes():
     np.testing.assert_array_equal(out[0][OUTPUT], 255 - a)
     np.testing.assert_array_equal(out[1][OUTPUT], 255 - b)
     assert server.batch_stats()["frames_per_call"] == {3: 1}
+
+
+def test_export_triton_repository(tmp_path):
+    """derain-export --target triton: config.pbtxt parses with Triton's schema and agrees with the ONNX graph and the
+    sidecar; a config that disagrees is caught by name."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tritonclient.grpc")
+    from export.cli import main as export_main
+    from export.triton import TritonRepositoryError, parse_config, validate_repository
+
+    assert export_main(["--target", "triton", "--out", str(tmp_path), "--val-limit", "2"]) == 0
+    model_dir = tmp_path / "triton" / "lpnet_fp32"
+    summary = validate_repository(model_dir)
+    assert summary == {"model": "lpnet_fp32", "max_batch_size": 8, "inputs": ["rainy"], "outputs": ["derained"],
+                       "configs": ["config.pbtxt", "config.tensorrt_plan.pbtxt"], "sidecar": True}
+    cfg = parse_config(model_dir / "config.pbtxt")
+    assert cfg.platform == "onnxruntime_onnx" and cfg.HasField("dynamic_batching")
+    assert list(cfg.input[0].dims) == [3, -1, -1]
+    assert "trtexec" in (model_dir / "make_plan.sh").read_text()
+    # the repository's model.onnx batches: the runtime runs it, and a batch equals frame-by-frame
+    from runtime import Derainer
+
+    derain = Derainer(model_dir / "1" / "model.onnx", threads=1)
+    frames = _frames()
+    np.testing.assert_array_equal(derain.batch([frames[0], frames[0]])[1], derain(frames[0]))
+
+    text = (model_dir / "config.pbtxt").read_text()
+    (model_dir / "config.pbtxt").write_text(text.replace('name: "rainy"', 'name: "input"'))
+    with pytest.raises(TritonRepositoryError, match="input names"):
+        validate_repository(model_dir)
+    (model_dir / "config.pbtxt").write_text(text.replace("TYPE_FP32", "TYPE_FP16", 1))
+    with pytest.raises(TritonRepositoryError, match="TYPE_FP16"):
+        validate_repository(model_dir)
+    (model_dir / "config.pbtxt").write_text(text.replace("max_batch_size: 8", "max_batch_size: eight"))
+    with pytest.raises(TritonRepositoryError, match="config.pbtxt"):
+        validate_repository(model_dir)
