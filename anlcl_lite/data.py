@@ -52,11 +52,21 @@ class Crops:
     """`synthetic(step, indices)` → (rainy, clean) rendered pairs; `unpaired(step, indices)` → (rainy, clean)
     independent crops. `indices` are positions in the global batch (a process's share in data-parallel runs)."""
 
-    def __init__(self, rainy: list[np.ndarray], clean: list[np.ndarray], patch: int, seed: int):
+    def __init__(self, rainy: list[np.ndarray], clean: list[np.ndarray], patch: int, seed: int,
+                 presets: tuple[str, ...] | None = None, dry_fraction: float = 0.0):
         if not clean:
             raise ValueError("no clean images: give --clean folders (for rendered pairs and the adversarial loss)")
         self.rainy, self.clean, self.patch, self.seed = rainy, clean, patch, seed
         self.rain_config = RainConfig.heavy()
+        # presets / dry_fraction: stage 1 draws from LPNet's data engine (lpnet.data.PatchSampler: rain of a random
+        # RainConfig preset, or a dry clean → clean pair with probability dry_fraction); None keeps heavy rain only
+        self.engine = None
+        if presets is not None or dry_fraction > 0:
+            from lpnet.data import PatchSampler
+
+            self.engine = PatchSampler([], clean, patch=patch, batch_size=1, seed=seed,
+                                       synthetic_fraction=1.0 - dry_fraction, dry_fraction=dry_fraction,
+                                       presets=tuple(presets or ("heavy",)))
 
     def _rng(self, stage: int, step: int, i: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, stage, step, i])
@@ -65,6 +75,11 @@ class Crops:
         rainy, clean = [], []
         for i in indices:
             rng = self._rng(1, step, i)
+            if self.engine is not None:
+                wet, dry = self.engine._sample(rng)
+                rainy.append(wet)
+                clean.append(dry)
+                continue
             img = self.clean[rng.integers(len(self.clean))]
             window = _crop(img, self.patch + 2 * RENDER_MARGIN, rng)
             wet = np.round(render_rain(window, rng, self.rain_config) * 255.0) / 255.0  # 8-bit like real inputs

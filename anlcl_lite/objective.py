@@ -62,6 +62,8 @@ class LossConfig:
     # asymmetric contrast
     eta: str = "entropy"
     margin: float = 0.1
+    # identity/dry anchor on the unpaired clean photos: anchor·(L1(G_B(C), C) + ‖G_R(C)‖₁); 0 = off
+    anchor: float = 0.0
     # translation objectives (DCD-GAN, CCLGAN): switches and weights (the released code's defaults)
     nce: bool = True      # DCD-GAN dual contrast
     idt: bool = True      # identity L1: G_B(C) = C, G_O(O) = O
@@ -85,6 +87,11 @@ class LossConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         if self.objective == "nlcl":
             self.asym = False
+        if self.anchor < 0:
+            raise ValueError(f"the anchor weight must be ≥ 0, got {self.anchor}")
+        if self.anchor > 0 and self.objective in TRANSLATION:
+            raise ValueError("the identity/dry anchor (--anchor) is for the decomposition objectives anlcl/nlcl; "
+                             "dcdgan and cclgan have their own identity term (--weight idt=W)")
         if self.objective == "cclgan" and self.intra and not self.semantic_encoder:
             raise ValueError("the cclgan objective needs a frozen semantic image encoder for its intra-cycle contrast "
                              "(CLIP in the paper; nothing can be downloaded here): pass --semantic-encoder FILE, a "
@@ -167,15 +174,33 @@ class Objective(nn.Module):
     def step_loss(self, models, rainy: torch.Tensor, clean: torch.Tensor, rand: StepRandom):
         """(L_G, terms, pictures for the sample grid, what disc_loss needs)."""
         total, terms, b, r = self.generator_loss(models.g_b, models.g_r, models.d, rainy, rand)
+        if self.cfg.anchor > 0:
+            terms["anchor"] = anchor_loss(models.g_b, models.g_r, clean)
+            total = total + self.cfg.anchor * terms["anchor"]
+        # diagnostics (not in the total): how much of the input the rain branch takes
+        terms["r_abs"] = r.detach().float().abs().mean()
+        terms["r_cover"] = (r.detach().float().abs().amax(1) > RAIN_PIXEL).float().mean()
         return total, terms, {"O": rainy, "B": b, "|R| x3": r.abs() * 3}, {"b": b}
 
     def disc_loss(self, models, rainy: torch.Tensor, clean: torch.Tensor, cache: dict):
-        loss = self.discriminator_loss(models.d, clean, cache["b"])
-        return loss, {"d": loss}
+        d_real, d_fake = models.d(clean), models.d(cache["b"].detach())
+        loss = lsgan_discriminator(d_real, d_fake)
+        # D/G balance: mean D output on clean photos (→ 1 when D wins) and on B (→ 0 when D wins, 1 when G fools it)
+        return loss, {"d": loss, "d_real": d_real.detach().float().mean(), "d_fake": d_fake.detach().float().mean()}
 
     def after_step(self, models) -> None:
         if self.layer is not None:
             self.layer.momentum_update(models.d)
+
+
+RAIN_PIXEL = 2.0 / 255.0  # |R| above this (any channel) counts as a rain pixel in the r_cover diagnostic
+
+
+def anchor_loss(g_b: nn.Module, g_r: nn.Module, clean: torch.Tensor) -> torch.Tensor:
+    """Identity / dry-frame anchor on unpaired clean photos: a frame without rain must pass G_B unchanged and give
+    G_R nothing, L1(G_B(C), C) + mean |G_R(C)|. Uses only the discriminator's clean domain (no pair of any rainy
+    image), so the stage stays unsupervised for the rainy data."""
+    return (g_b(clean).float() - clean).abs().mean() + g_r(clean).float().abs().mean()
 
 
 def weighted_total(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -70,10 +71,18 @@ class AnlclTrainConfig:
     device: str = "auto"
     amp: bool = False
     init_from: str | None = None  # start both branches from this training checkpoint (e.g. another run's stage 1)
+    # stage 1 data engine (lpnet.data.PatchSampler): rain of these RainConfig presets plus dry pairs; None = heavy only
+    init_presets: list[str] | None = None
+    init_dry: float = 0.0
+    # the probe: labeled sets scored every probe_every steps, never used for gradients (probe.py)
+    probe: list[str] = field(default_factory=list)      # folders with rainy/ and clean/
+    probe_dry: list[str] = field(default_factory=list)  # photo folders, output scored against input
+    probe_every: int = 0
+    probe_max_side: int = 0                             # downscale probe images (0: full size)
 
     # settings a resumed run must keep (they change what the run computes)
     FIXED = ("rainy", "clean", "init_iters", "batch", "patch", "lr", "init_lr", "seed", "width", "blocks", "down",
-             "norm", "ndf", "loss", "init_from")
+             "norm", "ndf", "loss", "init_from", "init_presets", "init_dry")
 
 
 def pick_device(name: str) -> torch.device:
@@ -267,9 +276,15 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
     patch_min = cfg.patch
     clean = load_folders(cfg.clean, patch_min, "clean")
     rainy = load_folders(cfg.rainy, patch_min, "rainy") if cfg.iters > 0 else []
-    crops = Crops(rainy, clean, cfg.patch, cfg.seed)
+    crops = Crops(rainy, clean, cfg.patch, cfg.seed, presets=tuple(cfg.init_presets) if cfg.init_presets else None,
+                  dry_fraction=cfg.init_dry)
     share = world.share(cfg.batch)
     total_steps = cfg.init_iters + cfg.iters
+    probe = None
+    if world.main and cfg.probe_every > 0 and (cfg.probe or cfg.probe_dry):
+        from .probe import Probe
+
+        probe = Probe(cfg.probe, cfg.probe_dry, cfg.probe_max_side)
     if world.main:
         log.info("ANLCL-lite %s: %d clean photos, %d rainy images; %d init + %d unsupervised steps; device %s, %d process(es)",
                  models.loss_cfg.objective, len(clean), len(rainy), cfg.init_iters, cfg.iters, device, world.size)
@@ -283,12 +298,35 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
                         {"step": step, "config": config_json, "rows": rows, "scalers": scaler_states})
         if rows:
             _write_csv(out / "scalars.csv", rows)
+            atomic_write_text(out / "scalars.json", json.dumps(rows))
+            try:
+                from .curve import draw_curve
+
+                draw_curve(rows, out / "curve.png", title=f"{out.name}: {models.loss_cfg.objective}")
+            except Exception as e:  # a plotting problem must never stop training
+                log.warning("could not draw %s: %s", out / "curve.png", e)
+
+    def run_probe():
+        """Scores the probe sets (no gradients), adds a row, keeps G_B of this step in probe/ for val selection."""
+        if probe is None or any(r.get("step") == step and "probe" in r for r in rows):
+            return
+        t = time.time()
+        second = None if models.loss_cfg.translation else models.g_r
+        row = {"step": step, "stage": 1 if step <= cfg.init_iters and cfg.init_iters > 0 else 2, "probe": 1,
+               **probe.inputs(), **probe(models.g_b, second)}
+        row["seconds"] = round(time.time() - t, 3)
+        rows.append(row)
+        save_weights(models.g_b, out / "probe" / f"g_b_{step:07d}.safetensors", {"step": step, "probe": row})
+        log.info("probe at step %d: %s", step, ", ".join(f"{k[6:]} {v}" for k, v in row.items()
+                                                           if k.startswith("probe/") and "input" not in k))
 
     bar = _progress(total=total_steps, initial=step, desc=f"ANLCL-lite {models.loss_cfg.objective}", unit="it",
                dynamic_ncols=True, disable=not (progress and world.main))
     acc: dict[str, float] = {}
     count, t0, t_ckpt, done = 0, time.time(), time.time(), 0
     models.train()
+    if step < total_steps:
+        run_probe()  # where this call starts (the initialisation, for a stage-2 run from --init-from)
     while step < total_steps and (stop_after is None or done < stop_after):
         stage = 1 if step < cfg.init_iters else 2
         for opt in opts.values():
@@ -329,6 +367,8 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
             write_image(out / "samples" / f"step_{step:07d}.png", _sample_grid(pictures))
         if world.main and step == cfg.init_iters:
             save_weights(models.g_b, out / STAGE1, {"step": step, "stage": 1})
+        if probe is not None and (step % cfg.probe_every == 0 or boundary):
+            run_probe()
         if step % cfg.ckpt_every == 0 or boundary or time.time() - t_ckpt > 300:
             checkpoint()
             t_ckpt = time.time()

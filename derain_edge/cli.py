@@ -116,6 +116,13 @@ def _add_anlcl_parser(sub) -> None:
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0: its default)")
     p.add_argument("--init-from", metavar="CKPT", help="start G_B and G_R from another run's last.safetensors (e.g. a stage-1-only run, --init-iters 0 here)")
+    p.add_argument("--init-presets", metavar="P1,P2", help="stage 1: render rain of these presets (drizzle, light, moderate, heavy; default heavy only)")
+    p.add_argument("--init-dry", type=float, default=0.0, help="stage 1: share of dry clean→clean pairs (default: %(default)s)")
+    p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of the identity/dry anchor on the unpaired clean photos, L1(G_B(C), C) + |G_R(C)| (default: off)")
+    p.add_argument("--probe", action="append", default=[], metavar="DIR", help="labeled folder (rainy/, clean/) scored every --probe-every steps, never trained on (repeatable)")
+    p.add_argument("--probe-dry", action="append", default=[], metavar="DIR", help="dry photo folder scored output-vs-input every --probe-every steps (repeatable)")
+    p.add_argument("--probe-every", type=int, default=100, help="probe period in steps (default: %(default)s; needs --probe/--probe-dry)")
+    p.add_argument("--probe-max-side", type=int, default=0, help="downscale probe images to this long side (0: full size)")
 
 
 def _anlcl_main(args) -> int:
@@ -147,7 +154,7 @@ def _anlcl_main(args) -> int:
             "lam": args.lam, "delta": args.delta, "mu": args.mu, "sigma": args.sigma, "gamma": args.gamma, "tau": args.tau,
             "n_query": args.n_query, "n_pos": args.n_pos, "n_neg": args.n_neg, "external": not args.no_external,
             "semantic_encoder": str(Path(args.semantic_encoder).resolve()) if args.semantic_encoder else None,
-            "semantic_size": args.semantic_size, **weights, **{SWITCH_FIELD[t]: False for t in args.off}}
+            "semantic_size": args.semantic_size, "anchor": args.anchor, **weights, **{SWITCH_FIELD[t]: False for t in args.off}}
     if args.threads > 0:
         import torch
 
@@ -159,6 +166,9 @@ def _anlcl_main(args) -> int:
         patch=args.patch, lr=args.lr, init_lr=args.init_lr, seed=args.seed, width=args.width, blocks=args.blocks,
         down=args.down, norm=args.norm, ndf=args.ndf, loss=loss, log_every=args.log_every, sample_every=args.sample_every,
         ckpt_every=args.ckpt_every, device=args.device, amp=args.amp, init_from=args.init_from,
+        init_presets=args.init_presets.split(",") if args.init_presets else None, init_dry=args.init_dry,
+        probe=args.probe, probe_dry=args.probe_dry, probe_every=args.probe_every if (args.probe or args.probe_dry) else 0,
+        probe_max_side=args.probe_max_side,
     )
     try:
         result = train(cfg)
@@ -167,8 +177,9 @@ def _anlcl_main(args) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with the same command (checkpoint in {args.out})", file=sys.stderr)
         return 130
-    if result["world"].main and result["rows"]:
-        print(f"step {result['step']}: objective {result['rows'][-1]['total']:.4f}; G_B weights in {args.out}/final.safetensors")
+    logged = [r for r in result["rows"] if "total" in r]  # probe rows carry scores, not the objective
+    if result["world"].main and logged:
+        print(f"step {result['step']}: objective {logged[-1]['total']:.4f}; G_B weights in {args.out}/final.safetensors")
     return 0
 
 
