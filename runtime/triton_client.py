@@ -222,10 +222,12 @@ def _reason(e: BaseException) -> str:
 
 
 def _is_connection_error(e: BaseException) -> bool:
-    """Refused/reset connections and an unavailable server (restarting) are worth a retry; a model error is not."""
+    """Refused/reset connections, an unavailable server and a model not loaded (yet / any more: a server starting or
+    shutting down answers "unknown model … has no available versions") are worth a retry; a model error is not."""
     if isinstance(e, (ConnectionError, OSError)):
         return True
     text = f"{type(e).__name__} {e}".lower()
     return any(k in text for k in ("connection refused", "connection reset", "unavailable", "failed to connect",
                                    "broken pipe", "socket closed", "remotedisconnected", "connectionrefused",
-                                   "eof occurred", "server disconnected"))
+                                   "eof occurred", "server disconnected", "unknown model", "no available versions",
+                                   "server is stopping", "not ready"))
