@@ -64,6 +64,7 @@ class LossConfig:
     margin: float = 0.1
     # identity/dry anchor on the unpaired clean photos: anchor·(L1(G_B(C), C) + ‖G_R(C)‖₁); 0 = off
     anchor: float = 0.0
+    adv_weight: float = 1.0  # weight of the adversarial term on B (anlcl/nlcl)
     # translation objectives (DCD-GAN, CCLGAN): switches and weights (the released code's defaults)
     nce: bool = True      # DCD-GAN dual contrast
     idt: bool = True      # identity L1: G_B(C) = C, G_O(O) = O
@@ -163,7 +164,7 @@ class Objective(nn.Module):
             terms["location"] = self.location(g_b, o, b, rand)
         if cfg.sparse:
             terms["sparse"] = sparsity(r)
-        weights = {"adv": 1.0, "layer": cfg.lam, "self": cfg.delta, "location": cfg.mu, "asym": cfg.sigma,
+        weights = {"adv": cfg.adv_weight, "layer": cfg.lam, "self": cfg.delta, "location": cfg.mu, "asym": cfg.sigma,
                    "sparse": cfg.gamma}
         return weighted_total(terms, weights), terms, b, r
 

@@ -119,6 +119,7 @@ def _add_anlcl_parser(sub) -> None:
     p.add_argument("--init-presets", metavar="P1,P2", help="stage 1: render rain of these presets (drizzle, light, moderate, heavy; default heavy only)")
     p.add_argument("--init-dry", type=float, default=0.0, help="stage 1: share of dry clean→clean pairs (default: %(default)s)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of the identity/dry anchor on the unpaired clean photos, L1(G_B(C), C) + |G_R(C)| (default: off)")
+    p.add_argument("--adv-weight", type=float, default=1.0, help="anlcl/nlcl: weight of the adversarial term on B (default: %(default)s)")
     p.add_argument("--probe", action="append", default=[], metavar="DIR", help="labeled folder (rainy/, clean/) scored every --probe-every steps, never trained on (repeatable)")
     p.add_argument("--probe-dry", action="append", default=[], metavar="DIR", help="dry photo folder scored output-vs-input every --probe-every steps (repeatable)")
     p.add_argument("--probe-every", type=int, default=100, help="probe period in steps (default: %(default)s; needs --probe/--probe-dry)")
@@ -154,7 +155,7 @@ def _anlcl_main(args) -> int:
             "lam": args.lam, "delta": args.delta, "mu": args.mu, "sigma": args.sigma, "gamma": args.gamma, "tau": args.tau,
             "n_query": args.n_query, "n_pos": args.n_pos, "n_neg": args.n_neg, "external": not args.no_external,
             "semantic_encoder": str(Path(args.semantic_encoder).resolve()) if args.semantic_encoder else None,
-            "semantic_size": args.semantic_size, "anchor": args.anchor, **weights, **{SWITCH_FIELD[t]: False for t in args.off}}
+            "semantic_size": args.semantic_size, "anchor": args.anchor, "adv_weight": args.adv_weight, **weights, **{SWITCH_FIELD[t]: False for t in args.off}}
     if args.threads > 0:
         import torch
 
