@@ -115,3 +115,52 @@ class Probe:
         finally:
             for m, was in modes:
                 m.train(was)
+
+
+def load_g_b(path: str | Path) -> torch.nn.Module:
+    """G_B from a weights file (final/stage1/probe snapshots) or from a training checkpoint (last.safetensors)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .weights import FORMAT, load_weights
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    if header.get("format") == FORMAT:
+        return load_weights(path)[0]
+    import json
+
+    from .generator import GeneratorConfig, LightGenerator
+
+    cfg = json.loads(header.get("meta", "{}"))["config"]
+    g_b = LightGenerator(GeneratorConfig(cfg["width"], cfg["blocks"], cfg["down"], cfg["norm"]), "image")
+    g_b.load_state_dict({k[len("models.g_b."):]: v for k, v in load_file(str(path)).items() if k.startswith("models.g_b.")})
+    return g_b
+
+
+def main(argv=None) -> int:
+    """python -m anlcl_lite.probe WEIGHTS_OR_CKPT [--save-gb OUT] --probe DIR … --probe-dry DIR …"""
+    import argparse
+    import json
+
+    from .weights import save_weights
+
+    p = argparse.ArgumentParser(prog="python -m anlcl_lite.probe", description=main.__doc__)
+    p.add_argument("weights")
+    p.add_argument("--probe", action="append", default=[])
+    p.add_argument("--probe-dry", action="append", default=[])
+    p.add_argument("--max-side", type=int, default=0)
+    p.add_argument("--save-gb", metavar="OUT", help="also write G_B as a weights file (e.g. the init of a checkpoint)")
+    args = p.parse_args(argv)
+    g_b = load_g_b(args.weights)
+    if args.save_gb:
+        save_weights(g_b, args.save_gb, {"from": str(args.weights)})
+    probe = Probe(args.probe, args.probe_dry, args.max_side)
+    print(json.dumps({**probe.inputs(), **probe(g_b)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -133,6 +133,14 @@ def test_training_with_probe_anchor_and_diagnostics_writes_curve(data, tmp_path)
     done = subprocess.run([sys.executable, "-m", "anlcl_lite.curve", str(out), str(tmp_path / "c.png")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr and (tmp_path / "c.png").is_file()
+    # python -m anlcl_lite.probe scores a training checkpoint's G_B (and can write it out as weights)
+    from anlcl_lite import load_weights
+    from anlcl_lite.probe import main as probe_main
+
+    assert probe_main([str(out / "last.safetensors"), "--save-gb", str(tmp_path / "gb.safetensors"),
+                       "--probe", str(data / "heavy" / "val")]) == 0
+    a, b = load_weights(tmp_path / "gb.safetensors")[0], load_weights(out / "final.safetensors")[0]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_anchor_keeps_dry_frames_closer_than_without(data, tmp_path):
