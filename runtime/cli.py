@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--stabilize strength must be in (0, 1)")
     if args.stall_timeout < 0:
         return _fail("--stall-timeout must be ≥ 0")
+    if args.server and (args.model or args.backend != "auto" or args.precision or args.threads):
+        return _fail("--model/--backend/--precision/--threads pick the engine, which runs on the server with --server: "
+                     "give them to derain-serve")
     if args.json and not _writable_destination(args.json):
         return _fail(f"--json {args.json}: the folder does not exist or is not writable")
     restore = _interrupt_on_signals()

@@ -155,6 +155,13 @@ def test_derain_run_server_unreachable_is_an_error(tmp_path, capsys):
     assert time.monotonic() - t0 < 30
 
 
+def test_derain_run_server_refuses_engine_options(capsys):
+    from runtime.cli import main as run_main
+
+    assert run_main(["demo", "--headless", "--server", "http://127.0.0.1:1", "--model", "x.onnx"]) == 2
+    assert "derain-serve" in capsys.readouterr().err
+
+
 def test_server_url_parsing():
     from runtime.triton_client import parse_server_url
 
