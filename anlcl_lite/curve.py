@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-LOSS_SKIP = {"step", "stage", "seconds", "total", "d", "d_real", "d_fake", "d_o", "eta", "r_abs", "r_cover"}
+LOSS_SKIP = {"step", "stage", "seconds", "total", "d", "d_real", "d_fake", "d_o", "eta", "r_abs", "r_cover", "probe"}
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -36,7 +36,8 @@ def draw_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
     probe_sets = sorted({k.split("/")[1] for k in keys if k.startswith("probe/")})
     terms = [k for k in keys if k not in LOSS_SKIP and not k.startswith("probe/")]
     stage2 = [r["step"] for r in rows if r.get("stage") == 2 and not any(k.startswith("probe/") for k in r)]
-    boundary = min(stage2) if stage2 else None
+    stage1 = [r["step"] for r in rows if r.get("stage") == 1 and "total" in r]
+    boundary = max(stage1) if stage1 and stage2 else None
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
     ax = axes[0, 0]
@@ -54,7 +55,7 @@ def draw_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
         if xs:
             ax.plot(xs, ys, label=k, lw=1)
     ax.axhline(0.5, color="grey", lw=0.5, ls=":")
-    ax.set_title("D/G balance: D loss, mean D(clean), mean D(B)")
+    ax.set_title("D/G balance: D loss, mean D(clean), mean D(B),\nG's adversarial term", fontsize=9)
     _legend(ax, fontsize=7)
 
     ax = axes[0, 2]
@@ -66,7 +67,7 @@ def draw_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
         xs, ys = _series(rows, f"probe/{s}/rain_in_r")
         if xs:
             ax.plot(xs, ys, "o-", ms=3, label=f"rain in R: {s}", lw=1)
-    ax.set_title("η (mean), |R| mean, rain-pixel share, probe rain in R")
+    ax.set_title("η (mean), mean |R|, rain-pixel share of R,\nprobe: share of the true rain in R", fontsize=9)
     _legend(ax, fontsize=7)
 
     for ax, metric, what in ((axes[1, 0], "psnr", "PSNR-Y (dB)"), (axes[1, 1], "ssim", "SSIM-Y")):
@@ -78,7 +79,7 @@ def draw_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
             base = [r.get(f"probe/{s}/input_{metric}") for r in rows if r.get(f"probe/{s}/input_{metric}") not in (None, "")]
             if base:
                 ax.axhline(float(base[0]), color=line.get_color(), ls="--", lw=0.8)
-        ax.set_title(f"probe {what} (never trained on; dashed = rainy input; dry = output vs input)")
+        ax.set_title(f"probe {what}: never trained on\n(dashed: rainy input; dry: output vs input)", fontsize=9)
         _legend(ax, fontsize=7)
 
     ax = axes[1, 2]
