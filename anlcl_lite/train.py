@@ -79,10 +79,13 @@ class AnlclTrainConfig:
     probe_dry: list[str] = field(default_factory=list)  # photo folders, output scored against input
     probe_every: int = 0
     probe_max_side: int = 0                             # downscale probe images (0: full size)
+    # stage 2: replay of the stage-1 loss on rendered pairs (same clean domain and engine, never a pair of a rainy
+    # training image) with this weight, against forgetting the rain model; 0 = off
+    replay: float = 0.0
 
     # settings a resumed run must keep (they change what the run computes)
     FIXED = ("rainy", "clean", "init_iters", "batch", "patch", "lr", "init_lr", "seed", "width", "blocks", "down",
-             "norm", "ndf", "loss", "init_from", "init_presets", "init_dry")
+             "norm", "ndf", "loss", "init_from", "init_presets", "init_dry", "replay")
 
 
 def pick_device(name: str) -> torch.device:
@@ -151,6 +154,20 @@ def init_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, wor
     scaler.scale(loss).backward()
     distributed.average_gradients(list(models.g_b.parameters()) + list(models.second.parameters()), world)
     return loss.detach(), {"init_l1": loss.detach()}, {k: v.detach() for k, v in pictures.items()}
+
+
+REPLAY_STEPS = 10_000_000  # stage-2 replay draws rendered pairs from step indices no stage 1 uses
+
+
+def replay_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, weight: float, scaler, amp: bool):
+    """Stage 2 replay: weight·(L1(G_B(O), C) + L1(G_R(O), O − C)) on rendered pairs, backward only (the caller's
+    generator step averages the summed gradients). Returns the unweighted loss."""
+    if models.loss_cfg.translation:
+        raise ValueError("--replay is for the decomposition objectives anlcl/nlcl")
+    with torch.autocast(rainy.device.type, enabled=amp):
+        loss = F.l1_loss(models.g_b(rainy).float(), clean) + F.l1_loss(models.g_r(rainy).float(), rainy - clean)
+    scaler.scale(weight * loss).backward()
+    return loss.detach()
 
 
 def generator_gradients(models: Models, rainy: torch.Tensor, clean: torch.Tensor, rand: StepRandom,
@@ -340,7 +357,13 @@ def train(cfg: AnlclTrainConfig, progress: bool = True, stop_after: int | None =
             s2 = step - cfg.init_iters
             rainy_b, clean_b = (t.to(device) for t in crops.unpaired(s2, share))
             rand = StepRandom(cfg.seed, s2, cfg.batch, share.start, len(share), device)
+            replay = None
+            if cfg.replay > 0:  # its gradients are summed with L_G's and averaged over processes with them
+                syn_o, syn_c = (t.to(device) for t in crops.synthetic(REPLAY_STEPS + s2, share))
+                replay = replay_gradients(models, syn_o, syn_c, cfg.replay, scalers["g"], amp)
             loss, terms, pictures, cache = generator_gradients(models, rainy_b, clean_b, rand, world, scalers["g"], amp)
+            if replay is not None:
+                terms["replay"] = replay
             scalers["g"].step(opts["g"])
             scalers["g"].update()
             opts["d"].zero_grad(set_to_none=True)

@@ -119,6 +119,7 @@ def _add_anlcl_parser(sub) -> None:
     p.add_argument("--init-presets", metavar="P1,P2", help="stage 1: render rain of these presets (drizzle, light, moderate, heavy; default heavy only)")
     p.add_argument("--init-dry", type=float, default=0.0, help="stage 1: share of dry clean→clean pairs (default: %(default)s)")
     p.add_argument("--anchor", type=float, default=0.0, help="stage 2: weight of the identity/dry anchor on the unpaired clean photos, L1(G_B(C), C) + |G_R(C)| (default: off)")
+    p.add_argument("--replay", type=float, default=0.0, help="stage 2: weight of the stage-1 loss replayed on rendered pairs (--init-presets, --init-dry) against forgetting (default: off)")
     p.add_argument("--adv-weight", type=float, default=1.0, help="anlcl/nlcl: weight of the adversarial term on B (default: %(default)s)")
     p.add_argument("--probe", action="append", default=[], metavar="DIR", help="labeled folder (rainy/, clean/) scored every --probe-every steps, never trained on (repeatable)")
     p.add_argument("--probe-dry", action="append", default=[], metavar="DIR", help="dry photo folder scored output-vs-input every --probe-every steps (repeatable)")
@@ -169,7 +170,7 @@ def _anlcl_main(args) -> int:
         ckpt_every=args.ckpt_every, device=args.device, amp=args.amp, init_from=args.init_from,
         init_presets=args.init_presets.split(",") if args.init_presets else None, init_dry=args.init_dry,
         probe=args.probe, probe_dry=args.probe_dry, probe_every=args.probe_every if (args.probe or args.probe_dry) else 0,
-        probe_max_side=args.probe_max_side,
+        probe_max_side=args.probe_max_side, replay=args.replay,
     )
     try:
         result = train(cfg)

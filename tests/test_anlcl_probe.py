@@ -173,3 +173,35 @@ def test_cli_takes_probe_and_recipe_options(data, tmp_path):
     assert done.returncode == 0, done.stderr
     rows = json.loads((tmp_path / "cli" / "scalars.json").read_text())
     assert [r["step"] for r in rows if "probe" in r] == [0, 2, 4]
+
+
+def test_replay_keeps_the_rendered_rain_model_in_stage_2(data, tmp_path):
+    """Stage 2 with --replay: the stage-1 loss on rendered pairs is part of the step (logged as `replay`) and after the
+    same unsupervised steps it is lower than without replay; translation objectives refuse it."""
+    import torch.nn.functional as F
+
+    from anlcl_lite.train import build
+    from derain_edge.checkpoint import load_checkpoint
+
+    def run(name, replay):
+        cfg = AnlclTrainConfig(out=str(tmp_path / name), rainy=[str(data / "rainy")], clean=[str(data / "clean")],
+                               init_iters=6, iters=10, batch=2, patch=32, ndf=8, width=8, blocks=2, log_every=2,
+                               lr=3e-3, loss=dict(TINY_LOSS), init_presets=["heavy"], init_dry=0.0, replay=replay)
+        rows = train(cfg, progress=False)["rows"]
+        models, opts = build(cfg, torch.device("cpu"))
+        load_checkpoint(tmp_path / name / "last.safetensors", {"models": models}, opts)
+        from lpnet.data import load_clean
+
+        crops = Crops([], load_clean(data / "clean", 32), 32, seed=9, presets=("heavy",))
+        o, c = crops.synthetic(0, range(8))
+        with torch.no_grad():
+            return rows, float(F.l1_loss(models.g_b(o), c) + F.l1_loss(models.g_r(o), o - c))
+
+    rows, with_replay = run("replay", 3.0)
+    assert any("replay" in r for r in rows if r["stage"] == 2)
+    _, without = run("free", 0.0)
+    assert with_replay < without
+    with pytest.raises(ValueError, match="replay"):
+        train(AnlclTrainConfig(out=str(tmp_path / "dcd"), rainy=[str(data / "rainy")], clean=[str(data / "clean")],
+                               init_iters=0, iters=1, batch=2, patch=32, ndf=8, width=8, blocks=2,
+                               loss={**TINY_LOSS, "objective": "dcdgan"}, replay=1.0), progress=False)
