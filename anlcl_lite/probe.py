@@ -138,6 +138,29 @@ def load_g_b(path: str | Path) -> torch.nn.Module:
     return g_b
 
 
+def save_branches(checkpoint: str | Path, out: str | Path) -> Path:
+    """G_B and G_R (and G_O) of a training checkpoint, with its header, in a few hundred kB: `--init-from` takes it."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from derain_edge.files import atomic_path
+
+    with safe_open(str(checkpoint), framework="pt") as f:
+        header = f.metadata() or {}
+    if header.get("format") != "derain-edge/checkpoint":
+        raise ValueError(f"{checkpoint} is not a training checkpoint")
+    keep = ("models.g_b.", "models.g_r.", "models.g_o.")
+    tensors = {k: v for k, v in load_file(str(checkpoint)).items() if k.startswith(keep)}
+    import json
+
+    meta = json.loads(header.get("meta", "{}"))
+    slim = {"format": header["format"], "meta": json.dumps({"step": meta.get("step", 0), "config": meta.get("config"),
+                                                            "branches_of": str(checkpoint)})}
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata=slim)
+    return Path(out)
+
+
 def main(argv=None) -> int:
     """python -m anlcl_lite.probe WEIGHTS_OR_CKPT [--save-gb OUT] --probe DIR … --probe-dry DIR …"""
     import argparse
@@ -151,7 +174,11 @@ def main(argv=None) -> int:
     p.add_argument("--probe-dry", action="append", default=[])
     p.add_argument("--max-side", type=int, default=0)
     p.add_argument("--save-gb", metavar="OUT", help="also write G_B as a weights file (e.g. the init of a checkpoint)")
+    p.add_argument("--save-branches", metavar="OUT", help="also write G_B and G_R of a training checkpoint as a small "
+                   "checkpoint that --init-from accepts (no optimiser or discriminator state)")
     args = p.parse_args(argv)
+    if args.save_branches:
+        save_branches(args.weights, args.save_branches)
     g_b = load_g_b(args.weights)
     if args.save_gb:
         save_weights(g_b, args.save_gb, {"from": str(args.weights)})

@@ -141,6 +141,13 @@ def test_training_with_probe_anchor_and_diagnostics_writes_curve(data, tmp_path)
                        "--probe", str(data / "heavy" / "val")]) == 0
     a, b = load_weights(tmp_path / "gb.safetensors")[0], load_weights(out / "final.safetensors")[0]
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    # --save-branches: a small checkpoint that --init-from accepts, with the same G_B
+    assert probe_main([str(out / "last.safetensors"), "--save-branches", str(tmp_path / "br.safetensors")]) == 0
+    assert (tmp_path / "br.safetensors").stat().st_size < (out / "last.safetensors").stat().st_size / 2
+    follow = train(AnlclTrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "follow"), "init_iters": 0, "iters": 1,
+                                       "init_from": str(tmp_path / "br.safetensors"), "probe_every": 0}),
+                   progress=False, stop_after=0)
+    assert follow["step"] == 0
 
 
 def test_anchor_keeps_dry_frames_closer_than_without(data, tmp_path):
