@@ -364,7 +364,7 @@ def _ungated(model_name: str, weights):
         raise ValueError(f"unknown model '{model_name}'; choose from: {', '.join(MODELS)} (or give an exported artifact's path)")
     from runtime import Derainer
 
-    engine = Derainer(model_name)
+    engine = Derainer(model_name, gate=False)  # derain-eval adds the gate itself with --gate
     return engine.derain_rgb, engine, Path(model_name)
 
 

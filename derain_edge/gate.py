@@ -29,7 +29,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 class GateConfig:
     t0: float = 4.0          # grey levels: below this blurred positive residual, a pixel keeps its input
     t1: float = 12.0         # … above this, it takes the model's output
-    sigma: float = 2.0       # px: Gaussian that joins a streak's pixels
+    sigma: float = 1.0       # px: Gaussian that joins a streak's pixels
     c0: float = 0.05         # rain coverage (share of pixels with r > 10) where the whole-frame gate starts …
     c1: float = 0.15         # … and where the whole output is used
 

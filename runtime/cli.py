@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, metavar="WxH",
                    help="demo frame size (default 320x240) / camera resolution to request")
     p.add_argument("--fps", type=float, default=None, help="output video frame rate (default: the source's, or 30)")
+    p.add_argument("--no-gate", action="store_true",
+                   help="the engine's raw output, without the rain gate that keeps dry frames untouched (derain_edge.gate)")
     p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="STRENGTH",
                    help="temporal stabilisation for fixed cameras (default strength when given: 0.6)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap for fixed-size artifacts (px)")
@@ -155,7 +157,7 @@ def _run(args, summary: dict) -> int:
                                   wait_ready=args.server_timeout)
     else:
         derainer = Derainer(args.model, args.backend, precision=args.precision, threads=args.threads,
-                            overlap=args.overlap, stabilize=args.stabilize)
+                            overlap=args.overlap, stabilize=args.stabilize, gate=not args.no_gate)
     summary["backend"] = derainer.backend
     reader = FrameReader(source, max_retries=args.retries, max_frames=limit or None, stall_timeout=stall)
     sink = None

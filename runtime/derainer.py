@@ -36,11 +36,13 @@ from .tiling import align_up, choose_size, pad_nchw, run_tiled
 class Derainer:
     """model: None (shipped LPNet), a model name, weights, an nn.Module or an exported artifact (see runtime.loader).
     backend: "auto" or one of runtime.loader.BACKENDS. overlap: tile overlap in pixels for fixed-size artifacts.
-    stabilize: 0/False = off, or the TemporalStabilizer strength (True = 0.6) for fixed cameras."""
+    stabilize: 0/False = off, or the TemporalStabilizer strength (True = 0.6) for fixed cameras.
+    gate: the rain gate (derain_edge.gate), on by default: the model's output is kept where it removed rain and the
+    input frame elsewhere, so dry frames come back nearly untouched; False gives the engine's raw output."""
 
     def __init__(self, model=None, backend: str = "auto", *, precision: str | None = None,
                  device: str | None = None, threads: int | None = None, overlap: int = 64, align: int = 1,
-                 stabilize: float | bool = False, model_name: str = "lpnet"):
+                 stabilize: float | bool = False, model_name: str = "lpnet", gate: bool = True):
         self.engine: Backend = open_backend(model, backend, precision=precision, device=device, threads=threads,
                                             model_name=model_name)
         if overlap < 0:
@@ -49,6 +51,7 @@ class Derainer:
         self.align = max(1, int(align))
         strength = 0.6 if stabilize is True else float(stabilize or 0.0)
         self.stabilizer = TemporalStabilizer(strength) if strength > 0 else None
+        self.gate = bool(gate)
         self._lock = threading.Lock()  # engines are not re-entrant; async + direct calls may share one Derainer
 
     # ------------------------------------------------------------------ public API
@@ -118,7 +121,12 @@ class Derainer:
     def _derain_rgb_batch(self, rgb: np.ndarray) -> np.ndarray:
         x = rgb.transpose(0, 3, 1, 2).astype(np.float32) * (1.0 / 255.0)
         y = self.run_nchw(np.ascontiguousarray(x))
-        return np.clip(np.round(y.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
+        out = np.clip(np.round(y.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
+        if self.gate:
+            from derain_edge.gate import apply_gate
+
+            out = np.stack([apply_gate(i, o) for i, o in zip(rgb, out)])
+        return out
 
     def _fit(self, x: np.ndarray) -> np.ndarray:
         eng = self.engine
