@@ -6,7 +6,7 @@ The kernel is the 5×5 binomial filter outer([1,4,6,4,1]/16) (Burt & Adelson), a
     L_k     = G_k − upsample(G_{k+1})                    (Laplacian level, eq. 1)
 
 Zero padding as in the official TensorFlow code ('SAME' convolutions). The two operators are built from ops that
-every converter we target accepts (see ../shared/TOOLCHAIN.md): downsampling is a strided depthwise convolution;
+every converter we target accepts (see docs/toolchain.md): downsampling is a strided depthwise convolution;
 upsampling is a *groups=1, padding=0* transposed convolution with the diagonal kernel 4·g, followed by a crop to the
 finer level's size, which is numerically the same as the padded transposed convolution but converts with onnx2tf and
 litert-torch too. Because every level is cropped to the size of the level above, any H×W ≥ 1×1 works.

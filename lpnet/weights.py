@@ -38,7 +38,9 @@ def load_weights(model: LPNet, path: str | Path) -> dict:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file (corrupt or half-written?): {e}") from e
+        from derain_edge.weights_io import foreign_weights_message
+
+        raise ValueError(foreign_weights_message(path, e)) from e
     state = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("optim.")}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

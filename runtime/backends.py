@@ -66,7 +66,7 @@ class IOAdapter:
         if y.ndim == 3:
             y = y[None]
         layout = self.out.get("layout", "NCHW")
-        # onnx2tf does not always keep the declared output layout (TOOLCHAIN.md §5b): trust the shape when it disagrees
+        # onnx2tf does not always keep the declared output layout (docs/toolchain.md §5b): trust the shape when it disagrees
         if layout == "NHWC" and y.shape[1:3] != tuple(hw) and y.shape[2:4] == tuple(hw):
             layout = "NCHW"
         elif layout == "NCHW" and y.shape[2:4] != tuple(hw) and y.shape[1:3] == tuple(hw):
@@ -254,7 +254,7 @@ class OpenVinoBackend(Backend):
 
 # ------------------------------------------------------------------------------------------------ OpenCV DNN
 class OpenCvDnnBackend(Backend):
-    """cv2.dnn on an fp32 ONNX (no extra package at all; slower than onnxruntime on CPU, see TOOLCHAIN.md §7)."""
+    """cv2.dnn on an fp32 ONNX (no extra package at all; slower than onnxruntime on CPU, see docs/toolchain.md §7)."""
 
     name = "opencv"
 
@@ -266,7 +266,7 @@ class OpenCvDnnBackend(Backend):
         sc = sidecar or {}
         prec = precision or sc.get("precision", "fp32")
         try:
-            if prec == "int8":  # ORT Q/DQ graphs only load in the classic engine (TOOLCHAIN.md §6)
+            if prec == "int8":  # ORT Q/DQ graphs only load in the classic engine (docs/toolchain.md §6)
                 self.net = cv2.dnn.readNetFromONNX(str(path), engine=cv2.dnn.ENGINE_CLASSIC)
             else:
                 self.net = cv2.dnn.readNetFromONNX(str(path))

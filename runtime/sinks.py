@@ -22,7 +22,7 @@ from .errors import SinkError
 
 log = logging.getLogger(__name__)
 
-# pip's OpenCV has no H.264 encoder (TOOLCHAIN.md §6): mp4v in .mp4, MJPG in .avi, lossless FFV1 in .mkv
+# pip's OpenCV has no H.264 encoder (docs/toolchain.md §6): mp4v in .mp4, MJPG in .avi, lossless FFV1 in .mkv
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 
 

@@ -178,3 +178,12 @@ def test_synthetic_batches_render_rain_over_clean_photos():
     diff = rainy - clean
     assert diff.mean() > 0.02, "no rain was rendered"
     assert diff.min() > -0.01, "additive rain should not darken the image"
+
+
+def test_a_torch_pickle_given_as_lpnet_weights_says_what_it_is(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(LPNet().state_dict(), path)
+    with pytest.raises(ValueError) as e:
+        load_weights(LPNet(), path)
+    msg = str(e.value)
+    assert "corrupt" not in msg and "weights_io" in msg  # names the safe conversion command
