@@ -33,7 +33,7 @@ def scene():
 
 @pytest.fixture(scope="module")
 def full_frame(scene):
-    return Derainer(threads=1)(scene).astype(np.float32)
+    return Derainer(threads=1, gate=False)(scene).astype(np.float32)  # gate off: tiling is tested, the gate in test_gate.py
 
 
 @pytest.mark.parametrize("length, tile, overlap", [(150, 64, 16), (64, 64, 16), (65, 64, 16), (1000, 96, 32), (90, 48, 0)])
@@ -65,14 +65,14 @@ def _seam_strength(tiled: np.ndarray, full: np.ndarray, overlap: int) -> tuple[f
 def test_tiled_output_has_no_seams(fixed_onnx, scene, full_frame):
     from derain_edge.metrics import psnr_y
 
-    blended = Derainer(fixed_onnx, threads=1, overlap=16)
+    blended = Derainer(fixed_onnx, gate=False, threads=1, overlap=16)
     assert blended.engine.sizes == [TILE]
     out = blended(scene)
     assert out.shape == scene.shape
     edge, typical = _seam_strength(out.astype(np.float32), full_frame, 16)
     assert edge < 2.5 * typical, (edge, typical)
     # the same check flags the seams of tiles that merely abut (overlap 0): the test can fail
-    hard = Derainer(fixed_onnx, threads=1, overlap=0)(scene).astype(np.float32)
+    hard = Derainer(fixed_onnx, gate=False, threads=1, overlap=0)(scene).astype(np.float32)
     hard_edge, hard_typical = _seam_strength(hard, full_frame, 0)
     assert hard_edge > 4 * hard_typical, (hard_edge, hard_typical)
     # tiles see less context than the whole frame (LPNet's coarsest level spans it), so they differ a little
@@ -80,12 +80,12 @@ def test_tiled_output_has_no_seams(fixed_onnx, scene, full_frame):
 
 
 def test_small_and_odd_frames_are_padded_and_cropped(fixed_onnx):
-    d = Derainer(fixed_onnx, threads=1)
+    d = Derainer(fixed_onnx, gate=False, threads=1)
     frame = np.ascontiguousarray(add_rain(make_clean(37, 23, 1), 1)[:, :, ::-1])
     out = d(frame)
     assert out.shape == (23, 37, 3)
     padded = np.pad(frame, ((0, TILE[0] - 23), (0, TILE[1] - 37), (0, 0)), mode="symmetric")
-    assert np.abs(out.astype(int) - Derainer(threads=1)(padded)[:23, :37].astype(int)).max() <= 1
+    assert np.abs(out.astype(int) - Derainer(threads=1, gate=False)(padded)[:23, :37].astype(int)).max() <= 1
     # a 1-pixel-wide frame cannot be mirrored: its edge is replicated
     assert d(frame[:, :1]).shape == (23, 1, 3)
 
