@@ -19,6 +19,7 @@ import numpy as np
 
 from derain_edge.rain import RainConfig, render_rain
 from derain_edge.scenes import dead_leaves
+from derain_edge.sizes import parse_size
 from runtime import Derainer
 
 
@@ -65,13 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="weights or exported artifact (default: shipped LPNet)")
     p.add_argument("--source", default=None, help="a derain-run source URI instead of the synthetic frames")
     p.add_argument("--frames", type=int, default=5)
-    p.add_argument("--size", default="240x320", help="HxW of the synthetic frames")
+    p.add_argument("--size", default="320x240", help="WxH of the synthetic frames (width first, as cameras say)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--smoke", action="store_true", help="check the example in seconds: 1 frame of 96x128, 1 thread")
+    p.add_argument("--smoke", action="store_true", help="check the example in seconds: 1 frame of 128x96, 1 thread")
     args = p.parse_args(argv)
     if args.smoke:
-        args.frames, args.size, args.threads = 1, "96x128", args.threads or 1
-    h, w = (int(v) for v in args.size.lower().split("x"))
+        args.frames, args.size, args.threads = 1, "128x96", args.threads or 1
+    try:
+        h, w = parse_size(args.size)
+    except ValueError as e:
+        p.error(str(e))
     derain = Derainer(args.model, threads=args.threads)
     detector, dictionary = make_detector()
     if args.source:

@@ -141,7 +141,7 @@ def test_ctrl_c_finalizes_the_output(tmp_path):
 
 
 def test_detector_pipeline_example(tmp_path):
-    result = subprocess.run([sys.executable, "examples/detector_pipeline.py", "--frames", "3", "--size", "96x128",
+    result = subprocess.run([sys.executable, "examples/detector_pipeline.py", "--frames", "3", "--size", "128x96",
                              "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr

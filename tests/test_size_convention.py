@@ -106,3 +106,21 @@ def test_export_docs_and_help_say_width_first():
     assert "width first" in build_parser().format_help()
     text = (ROOT / "docs" / "export.md").read_text()
     assert "height first" not in text and "480x640" not in text
+
+
+def test_detector_example_size_is_width_first(monkeypatch):
+    """examples/detector_pipeline.py renders its synthetic frames at --size WxH."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("detector_pipeline", ROOT / "examples/detector_pipeline.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    seen = []
+
+    def frames(n, size, dictionary, seed=0):
+        seen.append(size)
+        return iter(())
+
+    monkeypatch.setattr(example, "synthetic_frames", frames)
+    example.main(["--frames", "1", "--size", f"{W}x{H}", "--threads", "1"])
+    assert seen == [(H, W)]
