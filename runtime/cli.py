@@ -130,7 +130,7 @@ def _writable_destination(path: str) -> bool:
 
 
 def _run(args, summary: dict) -> int:
-    from tqdm import tqdm
+    from derain_edge.progress import progress
 
     from .auto import describe
     from .derainer import Derainer
@@ -169,7 +169,7 @@ def _run(args, summary: dict) -> int:
             reader.stop()
     print(f"{PROG}: engine {derainer.describe() if args.server else describe(derainer.engine)}", file=sys.stderr)
     total = source.count if limit is None else min(limit, source.count or limit) if limit else source.count
-    bar = None if isinstance(sink, DisplaySink) else tqdm(total=total, unit="frame", desc=PROG, disable=None)
+    bar = None if isinstance(sink, DisplaySink) else progress(total=total, unit="frame", desc=PROG)
     stats = StreamStats()
     summary["ended"] = "running"
     try:

@@ -67,6 +67,7 @@ def test_demo_to_video_headless(tmp_path, capsys):
     assert summary["frames"] == 6 and summary["backend"] == "onnxruntime-fp32" and summary["dropped"] == 0
     err = capsys.readouterr().err
     assert "6 frames" in err and "engine onnxruntime-fp32, 1 thread" in err
+    assert "derain-run: 6/6 frame done in" in err and "\r" not in err  # plain progress when stderr is a log
 
 
 def test_video_through_onnx_model(tmp_path, onnx_model, rainy_video):
