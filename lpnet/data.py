@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
+from derain_edge.progress import progress
 
 from derain_edge.imageio import ImageError, list_images, list_pairs, read_image
 
@@ -28,7 +28,7 @@ def load_pairs(folder: str | Path, min_side: int) -> list[tuple[np.ndarray, np.n
     """All pairs of FOLDER/rainy and FOLDER/clean (matched by name) as RGB uint8 arrays."""
     folder = Path(folder)
     pairs = []
-    for rainy_path, clean_path in tqdm(list_pairs(folder / "rainy", folder / "clean"), desc=f"pairs {folder.name}", leave=False):
+    for rainy_path, clean_path in progress(list_pairs(folder / "rainy", folder / "clean"), desc=f"pairs {folder.name}", leave=False):
         rainy, clean = read_image(rainy_path), read_image(clean_path)
         if rainy.shape != clean.shape:
             raise ImageError(f"{rainy_path} is {rainy.shape[1]}×{rainy.shape[0]} but {clean_path} is {clean.shape[1]}×{clean.shape[0]}")
@@ -42,7 +42,7 @@ def load_pairs(folder: str | Path, min_side: int) -> list[tuple[np.ndarray, np.n
 def load_clean(folder: str | Path, min_side: int) -> list[np.ndarray]:
     """Clean photos of a folder, downscaled to ≤ CLEAN_MAX_SIDE; unreadable files are skipped with a warning."""
     images = []
-    for path in tqdm(list_images(folder), desc=f"clean {Path(folder).name}", leave=False):
+    for path in progress(list_images(folder), desc=f"clean {Path(folder).name}", leave=False):
         try:
             img = read_image(path)
         except ImageError as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from derain_edge.progress import progress
 
 from derain_edge.checkpoint import load_checkpoint, save_checkpoint
 from derain_edge.curves import plot_training_curve
@@ -157,7 +157,7 @@ def train(cfg: TrainConfig) -> dict:
 
     model.train()
     running, count = 0.0, 0
-    bar = tqdm(total=cfg.iters, initial=step, desc="LPNet", unit="it", dynamic_ncols=True)
+    bar = progress(total=cfg.iters, initial=step, desc="LPNet", unit="it", dynamic_ncols=True)
     t_last = time.time()
     while step < cfg.iters:
         rainy, clean_b = sampler.batch(step)

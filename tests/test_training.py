@@ -72,6 +72,7 @@ def test_resume_after_sigkill_loses_nothing(tmp_path):
     resumed = subprocess.run(_train_cmd(data, killed, iters), env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming" in resumed.stderr and f"iteration {step_at_kill}" in resumed.stderr
+    assert f"LPNet: {iters}/{iters} it done in" in resumed.stderr and "\r" not in resumed.stderr  # plain lines in a log
 
     a = load_file(str(tmp_path / "straight" / "final.safetensors"))
     b = load_file(str(killed / "final.safetensors"))
