@@ -216,18 +216,3 @@ def translation_disc_loss(models, o: torch.Tensor, c: torch.Tensor, cache: dict)
     d_b = lsgan_discriminator(models.d(c), models.d(cache["b"].detach()))
     d_o = lsgan_discriminator(models.d_o(o), models.d_o(cache["fake_o"].detach()))
     return d_b + d_o, {"d": d_b, "d_o": d_o}
-
-
-def build_objective(cfg: LossConfig, models: nn.Module) -> nn.Module:
-    """The objective module for `cfg.objective` over the networks in `models` (g_b, g_r or g_o, d, d_o)."""
-    if cfg.objective == "dcdgan":
-        from .dcdgan import DcdganObjective
-
-        return DcdganObjective(cfg, models.g_b, models.g_o)
-    if cfg.objective == "cclgan":
-        from .cclgan import CclganObjective
-        from .semantic import load_semantic_encoder
-
-        encoder = load_semantic_encoder(cfg.semantic_encoder, cfg.semantic_size) if cfg.intra else None
-        return CclganObjective(cfg, models.g_b, models.g_o, encoder)
-    return Objective(cfg, models.g_b, models.d)

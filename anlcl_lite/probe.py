@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from derain_edge.imageio import list_images, list_pairs, read_image
+from derain_edge.imageio import list_images, read_image, read_pairs
 from derain_edge.infer import derain_rgb
 from derain_edge.metrics import psnr_y, ssim_y
 
@@ -56,11 +56,11 @@ class Probe:
         self.sets: list[ProbeSet] = []
         for folder in paired:
             folder = Path(folder)
-            pairs = list_pairs(folder / "rainy", folder / "clean")
+            pairs = read_pairs(folder)
             if not pairs:
                 raise ValueError(f"probe folder {folder} holds no rainy/ + clean/ pairs")
-            ins = [_shrink(read_image(r), max_side) for r, _ in pairs]
-            refs = [_shrink(read_image(c), max_side) for _, c in pairs]
+            ins = [_shrink(rainy, max_side) for _, rainy, _ in pairs]
+            refs = [_shrink(clean, max_side) for _, _, clean in pairs]
             s = ProbeSet(_label(folder), False, ins, refs)
             s.input_psnr = float(np.mean([psnr_y(i, r) for i, r in zip(ins, refs)]))
             s.input_ssim = float(np.mean([ssim_y(i, r) for i, r in zip(ins, refs)]))

@@ -36,7 +36,8 @@ from . import distributed
 from .data import Crops, load_folders
 from .discriminator import PatchDiscriminator
 from .generator import GeneratorConfig, LightGenerator
-from .objective import LossConfig, build_objective
+from .objective import LossConfig
+from .objectives import build_objective
 from .sampling import StepRandom
 from .weights import save_weights
 

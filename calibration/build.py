@@ -2,60 +2,20 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+# the types every calibration module shares live below them all (calibration.frames); re-exported here
+from .frames import CalibrationError, CalibrationSet, summarize, to_nchw, to_nchw_resized  # noqa: F401
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_SIZE = (240, 320)  # H, W: calibration statistics of a fully convolutional net do not need full frames
 DEFAULT_COUNT = 32
 
 
-class CalibrationError(ValueError):
-    """A calibration source that cannot be used (missing, unreadable, empty), with the reason."""
-
-
 class SyntheticCalibrationWarning(UserWarning):
     """No calibration data was given; the synthetic default was used."""
-
-
-@dataclass
-class CalibrationSet:
-    data: np.ndarray               # N×3×H×W float32 RGB in [0, 1]
-    source: str                    # "images:<dir>" | "video:<file>" | "synthetic:dead-leaves+rain"
-    names: list[str] = field(default_factory=list)
-
-    @property
-    def summary(self) -> dict:
-        return summarize(self.data, self.source)
-
-
-def summarize(data: np.ndarray, source: str) -> dict:
-    """What the sidecar records about a calibration set: count, size, value range and per-channel mean."""
-    data = np.asarray(data)
-    return {
-        "source": source,
-        "count": int(data.shape[0]),
-        "size": [int(data.shape[2]), int(data.shape[3])],
-        "layout": "NCHW",
-        "dtype": str(data.dtype),
-        "value_range": [round(float(data.min()), 6), round(float(data.max()), 6)],
-        "channel_mean": [round(float(v), 6) for v in data.mean(axis=(0, 2, 3))],
-    }
-
-
-def to_nchw(frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 H×W×3 frames → N×3×H×W float32 [0,1], each resized (area filter) to `size` = (H, W)."""
-    h, w = size
-    out = np.empty((len(frames), 3, h, w), np.float32)
-    for i, rgb in enumerate(frames):
-        if rgb.shape[:2] != (h, w):
-            interp = cv2.INTER_AREA if rgb.shape[0] >= h and rgb.shape[1] >= w else cv2.INTER_LINEAR
-            rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-        out[i] = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
-    return out
 
 
 def _check(count: int, size) -> tuple[int, tuple[int, int]]:
@@ -87,16 +47,9 @@ def from_images(folder: str | Path, count: int, size: tuple[int, int]) -> Calibr
 
 def synthetic(count: int, size: tuple[int, int], seed: int = 0) -> CalibrationSet:
     """Rain (derain_edge.rain) over dead-leaves scenes (derain_edge.scenes): natural statistics without any data."""
-    from derain_edge.rain import render_rain
-    from derain_edge.scenes import dead_leaves
+    from derain_edge.scenes import rainy_scenes
 
-    rng = np.random.default_rng(seed)
-    h, w = size
-    frames = []
-    for _ in range(count):
-        clean = dead_leaves(h, w, rng).astype(np.float32) / 255.0
-        rainy = render_rain(clean, rng)
-        frames.append(np.round(np.clip(rainy, 0, 1) * 255).astype(np.uint8))
+    frames = [rainy for rainy, _ in rainy_scenes(count, size, seed)]
     return CalibrationSet(to_nchw(frames, size), "synthetic:dead-leaves+rain", [f"synthetic-{i}" for i in range(count)])
 
 
@@ -126,8 +79,3 @@ def build_calibration(source: str | Path | None = None, count: int = DEFAULT_COU
         return from_video(path, count, size)
     raise CalibrationError(f"calibration source {path} is neither a folder of images, a video "
                            f"({', '.join(VIDEO_SUFFIXES)}) nor a saved .npy set")
-
-
-def to_nchw_resized(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    frames = [np.round(np.clip(x.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8) for x in data]
-    return to_nchw(frames, size)

@@ -10,7 +10,7 @@ import numpy as np
 
 from derain_edge.files import atomic_write_bytes, atomic_write_text
 
-from .build import CalibrationError, summarize
+from .frames import CalibrationError, summarize
 
 LAYOUTS = ("NCHW", "NHWC")
 

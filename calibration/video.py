@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .build import CalibrationError, CalibrationSet, to_nchw
+from .frames import CalibrationError, CalibrationSet, to_nchw
 
 MAX_CANDIDATES = 400  # frames decoded and compared (evenly spaced over the video)
 

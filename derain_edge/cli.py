@@ -6,14 +6,11 @@ import logging
 import sys
 from pathlib import Path
 
+from .outputs import fail as _fail
+
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -16,24 +16,24 @@ SSIM window) raises ``ImageError`` naming the file; ``main`` turns it into ``err
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import shlex
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from .cli import _fail
+from .files import sha256_file
 from .files import atomic_write_text
 from .imageio import ImageError, list_pairs, read_image, write_image
 from .metrics import psnr, rgb_to_y, ssim
+from .outputs import fail as _fail
+from .registry import get_spec, is_model, list_models, load_model
 
 PROG = "derain-eval"
 SSIM_WINDOW = 11
@@ -41,75 +41,6 @@ SSIM_WINDOW = 11
 
 class ImageConversionWarning(UserWarning):
     """An input image was converted to RGB uint8 (grayscale, alpha, 16-bit or float source)."""
-
-
-# --------------------------------------------------------------------------------------------------- models
-@dataclass(frozen=True)
-class ModelEntry:
-    """How derain-eval builds one model: `load(weights_or_None)` returns the model in eval mode (None = shipped
-    weights); `default_weights()` is the shipped weights path (for the JSON record)."""
-
-    load: Callable[[Path | None], object]
-    default_weights: Callable[[], Path]
-    description: str
-
-
-def _lpnet_load(weights: Path | None):
-    import lpnet
-
-    return lpnet.load_pretrained(weights)
-
-
-def _lpnet_default() -> Path:
-    from lpnet.weights import shipped_weights_path
-
-    return shipped_weights_path()
-
-
-def _anlcl_load(weights: Path | None):
-    import anlcl_lite
-
-    return anlcl_lite.load_pretrained(weights)
-
-
-def _anlcl_default() -> Path:
-    from anlcl_lite.weights import shipped_weights_path
-
-    return shipped_weights_path()
-
-
-# Add a model by adding an entry (e.g. "anlcl": ModelEntry(...)); --model's choices and messages follow this table.
-MODELS: dict[str, ModelEntry] = {
-    "lpnet": ModelEntry(_lpnet_load, _lpnet_default, "LPNet (Fu et al. 2019), 7,548 parameters"),
-    "anlcl": ModelEntry(_anlcl_load, _anlcl_default,
-                        "ANLCL-lite image branch G_B, trained without clean ground truth (docs/anlcl.md), 43,371 parameters"),
-}
-
-
-def load_model(name: str, weights: str | Path | None = None):
-    """(model, weights path actually used). Raises ValueError with a one-line reason for any problem."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; choose from: {', '.join(MODELS)}")
-    entry = MODELS[name]
-    path = Path(weights) if weights is not None else entry.default_weights()
-    if weights is not None and path.is_dir():
-        raise ValueError(f"weights file not found: {path} is a folder")
-    try:
-        model = entry.load(path if weights is not None else None)
-    except FileNotFoundError as e:
-        raise ValueError(str(e).strip("'\"")) from e
-    except (ValueError, OSError, RuntimeError) as e:  # corrupt file, foreign tensors, shape mismatch
-        message = str(e)
-        raise ValueError(message if str(path) in message else f"cannot load {name} weights from {path}: {message}") from e
-    return model, path
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -306,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", metavar="DIR", help="folder of clean images with the same names (not with --suite)")
     p.add_argument("--model", default=None, metavar="NAME|ARTIFACT",
                    help="model to evaluate (default: lpnet with its shipped weights): "
-                        + "; ".join(f"{k} = {v.description}" for k, v in MODELS.items())
+                        + "; ".join(f"{k} = {get_spec(k).description}" for k in list_models())
                         + "; or an exported artifact (.onnx, .tflite, a bundle folder …), run through runtime.Derainer")
     p.add_argument("--suite", action="store_true",
                    help="score heavy rain, light rain and dry frames in one table (dry: output vs its own input); "
@@ -353,7 +284,7 @@ def _derainer(model_name: str, weights, gate: bool = False):
 
 
 def _ungated(model_name: str, weights):
-    if model_name in MODELS:
+    if is_model(model_name):
         model, path = load_model(model_name, weights)
         from .infer import derain_rgb
 
@@ -361,7 +292,7 @@ def _ungated(model_name: str, weights):
     if weights is not None:
         raise ValueError("--weights goes with a registry model (lpnet, anlcl), not with an artifact")
     if not Path(model_name).exists():
-        raise ValueError(f"unknown model '{model_name}'; choose from: {', '.join(MODELS)} (or give an exported artifact's path)")
+        raise ValueError(f"unknown model '{model_name}'; choose from: {', '.join(list_models())} (or give an exported artifact's path)")
     from runtime import Derainer
 
     engine = Derainer(model_name, gate=False)  # derain-eval adds the gate itself with --gate
@@ -394,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             derain, model, weights = _derainer(model_name, args.weights, args.gate)
         except (ValueError, OSError, RuntimeError) as e:
             return _fail(str(e))
-        if model_name not in MODELS or args.gate:
+        if not is_model(model_name) or args.gate:
             model = derain
 
     def warn(message: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -57,3 +58,12 @@ def remove_stale_temps(folder: str | Path, older_than_s: float = 60.0) -> list[P
         except OSError:
             pass
     return removed
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (weights, artifacts, engines), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

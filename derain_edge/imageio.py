@@ -117,6 +117,32 @@ def list_pairs(rainy_dir: str | Path, clean_dir: str | Path) -> list[tuple[Path,
     return [(rainy[k], clean[k]) for k in sorted(rainy, key=lambda s: natural_key(Path(s)))]
 
 
+def read_pairs(folder: str | Path, limit: int | None = None, progress_desc: str | None = None):
+    """The paired folder ``FOLDER/rainy`` + ``FOLDER/clean`` (matched by file stem, natural order; the first `limit`)
+    read as ``[(stem, rainy RGB uint8, clean RGB uint8), …]``: the one loader of paired folders (evaluation,
+    training, export's validation pairs). ImageError naming the file for a missing subfolder, an unreadable image
+    or a pair whose sizes differ."""
+    folder = Path(folder)
+    for sub in ("rainy", "clean"):
+        if not (folder / sub).is_dir():
+            raise ImageError(f"{folder}: expected a folder with rainy/ and clean/ subfolders ({sub}/ is missing)")
+    pairs = list_pairs(folder / "rainy", folder / "clean")
+    if limit:
+        pairs = pairs[: int(limit)]
+    if progress_desc is not None:
+        from .progress import progress
+
+        pairs = progress(pairs, desc=progress_desc, leave=False)
+    out = []
+    for r, c in pairs:
+        rainy, clean = read_image(r), read_image(c)
+        if rainy.shape != clean.shape:
+            raise ImageError(f"{r.name} is {rainy.shape[1]}x{rainy.shape[0]} but its clean partner is "
+                             f"{clean.shape[1]}x{clean.shape[0]}")
+        out.append((r.stem, rainy, clean))
+    return out
+
+
 def _by_stem(folder: str | Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for p in list_images(folder):

@@ -1,8 +1,16 @@
-"""Output destinations checked before long work, and OS errors turned into one-line messages."""
+"""Output destinations checked before long work, OS errors turned into one-line messages, and the one way every
+command reports a usage error (``fail``: ``error: …`` on stderr, exit code 2)."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+
+def fail(message: str) -> int:
+    """Prints ``error: <message>`` to stderr; returns 2, the exit code of every command's usage errors."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def os_error_line(e: OSError) -> str:

@@ -34,3 +34,20 @@ def dead_leaves(height: int, width: int, rng: np.random.Generator, n_leaves: int
     noise = rng.normal(0, 4, img.shape).astype(np.float32)
     img = cv2.GaussianBlur(img, (0, 0), 0.7).astype(np.float32) + noise
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def rainy_scenes(count: int, size: tuple[int, int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` seeded (rainy, clean) RGB uint8 pairs of `size` (H, W): rain (``derain_edge.rain.render_rain``, default
+    heavy-rain ranges) over dead-leaves scenes. The one source of synthetic data without any download: the default
+    calibration set (``calibration.build.synthetic``), export's default validation pairs (``export.cost``) and
+    derain-bench's INT8 calibration all draw from it."""
+    from .rain import render_rain
+
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in size)
+    out = []
+    for _ in range(int(count)):
+        clean = dead_leaves(h, w, rng)
+        rainy = render_rain(clean.astype(np.float32) / 255.0, rng)
+        out.append((np.round(np.clip(rainy, 0, 1) * 255).astype(np.uint8), clean))
+    return out

@@ -13,12 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from derain_edge.outputs import fail as _fail
+
 PROG = "derain-export"
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog="Formats: " + "; ".join(f"{f.name} ({', '.join(f.aliases)}): {f.description}" for f in FORMATS))
     p.add_argument("--target", action="append", metavar="T",
                    help=f"{targets} (repeatable or comma-separated; aliases such as trt, ios, lite accepted)")
-    p.add_argument("--model", default="lpnet", metavar="NAME", help="model from derain_edge.evaluate.MODELS (default: lpnet)")
+    p.add_argument("--model", default="lpnet", metavar="NAME", help="model from derain_edge.registry (lpnet, anlcl; default: lpnet)")
     p.add_argument("--weights", metavar="FILE", help="weights to export instead of the shipped ones")
     p.add_argument("--precision", metavar="P", help=f"{'|'.join(ALL_PRECISIONS)} (default: each target's defaults)")
     p.add_argument("--calib", metavar="DIR|VIDEO|NPY",

@@ -149,7 +149,7 @@ def export_coreml(model: nn.Module, out_dir: Path, stem: str, precision: str, si
     if precision not in PRECISIONS:
         raise CoreMLExportError(f"CoreML precision must be one of {PRECISIONS}, got {precision!r} "
                                 "(int16x8 is a TFLite scheme)")
-    from .formats import require
+    from derain_edge.optional import require
 
     ct = require("coremltools", "coreml")  # MissingDependency with the exact pip command
 

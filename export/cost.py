@@ -43,40 +43,23 @@ class Pair:
 
 def load_pairs(val_dir: str | Path, limit: int | None = None) -> list[Pair]:
     """Paired images of ``val_dir/rainy`` and ``val_dir/clean`` (by file stem); CostError when unusable."""
-    from derain_edge.imageio import ImageError, list_pairs, read_image
+    from derain_edge.imageio import ImageError, read_pairs
 
     root = Path(val_dir)
     if not (root / "rainy").is_dir() or not (root / "clean").is_dir():
         raise CostError(f"--val {root}: expected a folder with rainy/ and clean/ subfolders")
     try:
-        pairs = list_pairs(root / "rainy", root / "clean")
-        if limit:
-            pairs = pairs[: int(limit)]
-        out = []
-        for r, c in pairs:
-            rainy, clean = read_image(r), read_image(c)
-            if rainy.shape != clean.shape:
-                raise CostError(f"--val: {r.name} is {rainy.shape[1]}x{rainy.shape[0]} but its clean partner "
-                                f"is {clean.shape[1]}x{clean.shape[0]}")
-            out.append(Pair(r.stem, rainy, clean))
+        return [Pair(name, rainy, clean) for name, rainy, clean in read_pairs(root, limit)]
     except ImageError as e:
         raise CostError(f"--val: {e}") from e
-    return out
 
 
 def synthetic_pairs(count: int = 4, size: tuple[int, int] = (160, 224), seed: int = 12345) -> list[Pair]:
     """Rain over dead-leaves scenes with their clean originals: a ground-truth-bearing default when no --val is given
     (seeded differently from the default calibration set, so the cost is not measured on calibration data)."""
-    from derain_edge.rain import render_rain
-    from derain_edge.scenes import dead_leaves
+    from derain_edge.scenes import rainy_scenes
 
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        clean = dead_leaves(size[0], size[1], rng)
-        rainy = render_rain(clean.astype(np.float32) / 255.0, rng)
-        out.append(Pair(f"synthetic-{i}", np.round(np.clip(rainy, 0, 1) * 255).astype(np.uint8), clean))
-    return out
+    return [Pair(f"synthetic-{i}", rainy, clean) for i, (rainy, clean) in enumerate(rainy_scenes(count, size, seed))]
 
 
 def fit(img: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:

@@ -80,7 +80,7 @@ def validate(targets, precision: str | None = None, model: str = "lpnet", weight
              sizes=None, dynamic: bool = False, val=None, out="exports", allow_degraded: bool = False,
              calib_count: int = 32, val_limit: int | None = None, opset: int = 20) -> ExportRequest:
     """Checks every argument and input path; returns the request or raises ExportArgumentError naming the problem."""
-    from derain_edge.evaluate import MODELS
+    from derain_edge.registry import list_models
 
     names = [t for item in ([targets] if isinstance(targets, str) else list(targets or [])) for t in item.split(",")]
     names = [t.strip() for t in names if t.strip()]
@@ -106,8 +106,9 @@ def validate(targets, precision: str | None = None, model: str = "lpnet", weight
     if not precisions:
         raise ExportArgumentError(f"none of the targets {', '.join(f.name for f in fmts)} supports {precision}")
     fmts = [f for f in fmts if f.name in precisions]
-    if model not in MODELS:
-        raise ExportArgumentError(f"unknown model '{model}'{F.suggest(model, MODELS)}; choose from: {', '.join(MODELS)}")
+    models = list_models()
+    if model not in models:
+        raise ExportArgumentError(f"unknown model '{model}'{F.suggest(model, models)}; choose from: {', '.join(models)}")
     if weights is not None and not Path(weights).is_file():
         raise ExportArgumentError(f"--weights {weights}: file not found")
     size_list = [parse_size(s) if isinstance(s, str) else tuple(int(v) for v in s) for s in (sizes or [])]
@@ -224,7 +225,8 @@ def judge(precision: str, cost: dict | None, parity: dict | None) -> tuple[bool,
 
 def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
     """Runs the export; returns the Report (the CLI turns failed results into a non-zero exit)."""
-    from derain_edge.evaluate import load_model, sha256_file
+    from derain_edge.files import sha256_file
+    from derain_edge.registry import load_model
 
     from . import cost as C
     from .sidecar import write_sidecar

@@ -11,73 +11,9 @@ import importlib
 from dataclasses import dataclass
 
 
-class MissingDependency(ImportError):
-    """An optional backend is not installed; the message is the exact pip command that installs it."""
-
-
-# module → pip extra of derain-edge that provides it (pyproject.toml [project.optional-dependencies])
-EXTRA_OF = {
-    "onnx": "onnx", "onnxscript": "onnx", "onnxslim": "onnx", "onnxruntime": "onnx",
-    "tensorrt": "tensorrt",
-    "coremltools": "coreml",
-    "tensorflow": "tflite", "onnx2tf": "tflite", "ai_edge_litert": "tflite",
-}
-
-
-# onnx2tf cannot be a dependency of the [tflite] extra: every release for Python 3.11 hard-pins an older stack
-# (numpy 1.26, onnx 1.19, onnxruntime 1.23, TensorFlow 2.19 …) that pip would install over ours, while it runs fine on
-# ours (docs/toolchain.md). pip extras cannot say --no-deps, so the exporter names this one command instead.
-ONNX2TF = "onnx2tf==1.29.24"
-ONNX2TF_COMMAND = f"pip install --no-deps {ONNX2TF}"
-# what onnx2tf imports, all provided by the [tflite] extra
-TFLITE_STACK = ("tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "ai_edge_litert", "psutil", "onnx",
-                "onnxruntime")
-
-
-def install_hint(extra: str) -> str:
-    return f'pip install "derain-edge[{extra}]"'
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def install_command(extra: str, missing=()) -> str:
-    """The one command line that makes `extra`'s target work, given the modules found `missing`."""
-    missing = set(missing)
-    if extra != "tflite":
-        return install_hint(extra)
-    stack_missing = [m for m in TFLITE_STACK if not _importable(m)]
-    if "onnx2tf" in missing and not stack_missing and not (missing - {"onnx2tf"}):
-        return ONNX2TF_COMMAND
-    if _importable("onnx2tf") and "onnx2tf" not in missing:
-        return install_hint(extra)
-    return f"{install_hint(extra)} && {ONNX2TF_COMMAND}"
-
-
-def require(module: str, extra: str | None = None):
-    """``importlib.import_module(module)``, or MissingDependency with the exact install command."""
-    extra = extra or EXTRA_OF.get(module.split(".")[0], "onnx")
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        top = module.split(".")[0]
-        # a module that is there but fails to import for lack of one of its own dependencies
-        missing = {top} if getattr(e, "name", None) in (None, top, module) else {top, str(e.name)}
-        raise MissingDependency(_missing_message([module], extra, missing, e)) from e
-
-
-def _missing_message(modules, extra: str, missing, error=None) -> str:
-    command = install_command(extra, missing)
-    why = f" ({error})" if error is not None else ""
-    note = (" (onnx2tf goes in with --no-deps: its own pins would replace numpy, onnx, onnxruntime and TensorFlow "
-            "with older versions)") if "no-deps" in command else ""
-    return f"{', '.join(modules)} {'is' if len(modules) == 1 else 'are'} not installed{why}; run: {command}{note}"
+from derain_edge import optional as _optional
+from derain_edge.optional import (EXTRA_OF, ONNX2TF, ONNX2TF_COMMAND, TFLITE_STACK, MissingDependency,  # noqa: F401
+                                  install_command, install_hint, require)
 
 
 @dataclass(frozen=True)
@@ -121,6 +57,8 @@ SERVER_FORMATS: tuple[Format, ...] = (
 BY_NAME = {f.name: f for f in (*FORMATS, *SERVER_FORMATS)}
 ALIASES = {alias: f.name for f in (*FORMATS, *SERVER_FORMATS) for alias in (f.name, *f.aliases)}
 ALL_PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
+# what a sidecar's "format" names: the file kind the runtime opens (a Jetson bundle holds ONNX and, once built, engines)
+ARTIFACT_FORMATS = ("onnx", "engine", "mlpackage", "tflite")
 PRECISION_ALIASES = {"16x8": "int16x8", "w8a16": "int16x8", "a16w8": "int16x8", "float32": "fp32",
                      "float16": "fp16", "half": "fp16", "float": "fp32"}
 # Accuracy-cost limits (issue 3): max PSNR-Y drop against ground truth vs FP32 PyTorch, in dB (the exporter always
@@ -167,9 +105,9 @@ def resolve_precision(fmt: Format, precision: str | None) -> tuple[str, ...]:
 
 def load_function(fmt: Format):
     """The target's export function; MissingDependency when its module (or a backend) is not available."""
-    missing = [m for m in fmt.modules if not _importable(m)]
+    missing = [m for m in fmt.modules if not _optional.importable(m)]
     if missing:  # all of them named at once, with the one command that installs them
-        raise MissingDependency(_missing_message(missing, fmt.extra, set(missing)))
+        raise MissingDependency(_optional.missing_message(missing, fmt.extra, set(missing)))
     for module in fmt.modules:
         require(module, fmt.extra)
     mod_name, func_name = fmt.function.split(":")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from derain_edge.files import atomic_path
+from derain_edge.optional import require as _require
 
 from .artifact import Exported
 
@@ -28,13 +29,6 @@ log = logging.getLogger(__name__)
 
 class ExportError(RuntimeError):
     """An export step failed; the message says which and why."""
-
-
-def _require(module: str, extra: str = "onnx"):
-    """Imports an optional backend or raises the exact install command (see export.formats.MissingDependency)."""
-    from .formats import require
-
-    return require(module, extra)
 
 
 def _check_size(size) -> tuple[int, int] | None:

@@ -41,10 +41,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from derain_edge.files import atomic_write_text
 from derain_edge.sizes import from_json, size_json
 
+from .formats import ALL_PRECISIONS, ARTIFACT_FORMATS, BY_NAME
+
 SCHEMA = "derain-edge/sidecar/1"
-TARGETS = ("onnx", "jetson", "coreml", "tflite", "triton")
-FORMATS = ("onnx", "engine", "mlpackage", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8", "int16x8")
+# the allowed values come from the one table of formats (export.formats)
+TARGETS = tuple(BY_NAME)
+FORMATS = ARTIFACT_FORMATS
+PRECISIONS = ALL_PRECISIONS
 LAYOUTS = ("NCHW", "NHWC")
 MAX_SIDE = 16384  # a sidecar size beyond this is a mistake (or an attempt to make the runtime allocate terabytes)
 CHECKED_FIELDS = ("target", "format", "precision", "model", "weights_sha256", "inputs", "outputs", "sizes")

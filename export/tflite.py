@@ -33,6 +33,7 @@ import numpy as np
 from derain_edge.progress import progress
 
 from derain_edge.files import atomic_write_bytes
+from derain_edge.optional import require
 
 from .artifact import Exported, unique_sizes
 
@@ -53,8 +54,6 @@ class TFLiteExportError(ValueError):
 
 
 def _require(module: str):
-    from .formats import require
-
     return require(module, "tflite")
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from derain_edge.files import atomic_write_text
-from derain_edge.imageio import list_pairs, read_image
+from derain_edge.imageio import read_pairs
 from derain_edge.sizes import parse_size, size_json
 from derain_edge.metrics import psnr_y, ssim_y
 from derain_edge.progress import progress
@@ -46,7 +46,7 @@ def _u8(chw: np.ndarray) -> np.ndarray:
 
 def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np.ndarray, limit: int | None,
             keep: Path | None = None) -> dict:
-    pairs = list_pairs(pairs_dir / "rainy", pairs_dir / "clean")[:limit]
+    pairs = read_pairs(pairs_dir, limit)
     if not pairs:
         raise SystemExit(f"error: no rainy/clean pairs under {pairs_dir}")
     t0 = time.perf_counter()
@@ -64,8 +64,7 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
         runners[p], files[p] = tflite.make_runner(path, size), path
     convert_s = time.perf_counter() - t0
     scores = {p: {"vs_fp32": [], "vs_gt": [], "ssim_vs_gt": []} for p in ["pytorch-fp32", *precisions]}
-    for rainy_path, clean_path in progress(pairs, desc="pairs", unit="pair", leave=False):
-        rainy, clean = read_image(rainy_path), read_image(clean_path)
+    for _name, rainy, clean in progress(pairs, desc="pairs", unit="pair", leave=False):
         padded, (ys, xs), rainy_c = pad_to(rainy, size)
         clean_c = pad_to(clean, size)[2]
         x = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]

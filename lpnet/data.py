@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from derain_edge.progress import progress
 
-from derain_edge.imageio import ImageError, list_images, list_pairs, read_image
+from derain_edge.imageio import ImageError, list_images, read_image, read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,9 @@ def load_pairs(folder: str | Path, min_side: int) -> list[tuple[np.ndarray, np.n
     """All pairs of FOLDER/rainy and FOLDER/clean (matched by name) as RGB uint8 arrays."""
     folder = Path(folder)
     pairs = []
-    for rainy_path, clean_path in progress(list_pairs(folder / "rainy", folder / "clean"), desc=f"pairs {folder.name}", leave=False):
-        rainy, clean = read_image(rainy_path), read_image(clean_path)
-        if rainy.shape != clean.shape:
-            raise ImageError(f"{rainy_path} is {rainy.shape[1]}×{rainy.shape[0]} but {clean_path} is {clean.shape[1]}×{clean.shape[0]}")
+    for name, rainy, clean in read_pairs(folder, progress_desc=f"pairs {folder.name}"):
         if min(rainy.shape[:2]) < min_side:
-            log.warning("skipping %s: smaller than the %d px training crop", rainy_path, min_side)
+            log.warning("skipping %s: smaller than the %d px training crop", folder / "rainy" / name, min_side)
             continue
         pairs.append((rainy, clean))
     return pairs

@@ -20,7 +20,7 @@ from derain_edge.progress import progress
 from derain_edge.checkpoint import load_checkpoint, save_checkpoint
 from derain_edge.curves import plot_training_curve
 from derain_edge.files import atomic_write_text
-from derain_edge.imageio import list_images, list_pairs, read_image
+from derain_edge.imageio import list_images, read_image, read_pairs
 from derain_edge.infer import derain_rgb
 from derain_edge.metrics import psnr_y
 
@@ -97,7 +97,7 @@ def load_validation(cfg: TrainConfig) -> dict[str, list[tuple[np.ndarray, np.nda
     sets = {}
     for folder in cfg.val:
         sets[f"{Path(folder).parent.name}/{Path(folder).name}" if Path(folder).name in ("val", "test") else Path(folder).name] = [
-            (read_image(r), read_image(c)) for r, c in list_pairs(Path(folder) / "rainy", Path(folder) / "clean")]
+            (rainy, clean) for _, rainy, clean in read_pairs(folder)]
     for folder in cfg.val_dry:
         sets[f"dry {Path(folder).name}"] = [(img, img) for img in (read_image(p) for p in list_images(folder))]
     return sets

@@ -29,10 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from derain_edge.files import sha256_file
 
 from .errors import BackendError
 
@@ -43,76 +44,8 @@ EXPORT_PACKAGES = ("torch", "onnx", "onnxscript", "onnxslim")
 ONNX_ENGINES = ("onnxruntime", "openvino", "opencv")
 
 
-# ------------------------------------------------------------------------------------------------ threads
-def available_cpus() -> int:
-    """CPUs this process may run on: the affinity mask, bounded by a cgroup v2/v1 CPU quota (containers)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        n = os.cpu_count() or 1
-    quota = _cgroup_quota()
-    if quota is not None:
-        n = min(n, max(1, math.ceil(quota)))
-    return max(1, n)
-
-
-def _cgroup_quota() -> float | None:
-    try:
-        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if text and text[0] != "max":
-            return int(text[0]) / int(text[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        if q > 0 and p > 0:
-            return q / p
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def physical_cores() -> int:
-    """Distinct (package, core) pairs among the CPUs we may use: SMT siblings add little to convolutions."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-    cores = set()
-    for c in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
-        try:
-            cores.add((topo.joinpath("physical_package_id").read_text().strip(),
-                       topo.joinpath("core_id").read_text().strip()))
-        except OSError:
-            cores.add(("cpu", str(c)))
-    return max(1, len(cores))
-
-
-def default_threads(load: float | None = None) -> int:
-    """Inference threads that do not collapse on a busy machine (the rule in this module's docstring)."""
-    env = os.environ.get("DERAIN_EDGE_THREADS", "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            log.warning("ignoring DERAIN_EDGE_THREADS=%r (not an integer)", env)
-    n = min(available_cpus(), physical_cores())
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # Windows
-            load = 0.0
-    return max(1, min(n, int(math.floor(n - load + 0.5))))
-
-
-def threads_reason(threads: int) -> str:
-    try:
-        load = f"load {os.getloadavg()[0]:.1f}"
-    except (AttributeError, OSError):
-        load = "no load average"
-    return f"{threads} thread{'s' if threads != 1 else ''} ({load} on {available_cpus()} CPUs)"
+# threads: runtime.threads (below the backends, which take their default from it); re-exported here
+from .threads import available_cpus, default_threads, physical_cores, threads_reason  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------------------------ ONNX cache
@@ -138,19 +71,11 @@ def export_versions() -> dict[str, str]:
     return {p: _version(p) for p in EXPORT_PACKAGES} | {"opset": str(OPSET)}
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _can_export() -> str | None:
     """None when the ONNX exporter's packages are installed, else what is missing."""
-    import importlib.util
+    from derain_edge.optional import importable
 
-    missing = [m for m in ("onnx", "onnxscript", "onnxslim") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("onnx", "onnxscript", "onnxslim") if not importable(m)]
     return f"missing {', '.join(missing)} (pip install \"derain-edge[onnx]\")" if missing else None
 
 
@@ -161,7 +86,7 @@ class CachedOnnx:
 
 
 def _cache_key(weights: Path, net) -> tuple[str, str]:
-    wsha = _sha256_file(weights)
+    wsha = sha256_file(weights)
     vers = json.dumps(export_versions(), sort_keys=True)
     vhash = hashlib.sha256(f"{type(net).__module__}.{type(net).__qualname__}|{vers}".encode()).hexdigest()
     return wsha, vhash
@@ -175,13 +100,13 @@ def _valid(path: Path) -> bool:
         want = json.loads(meta.read_text())["onnx_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return _sha256_file(path) == want
+    return sha256_file(path) == want
 
 
 def _write_meta(path: Path, **info) -> None:
     from derain_edge.files import atomic_write_text
 
-    meta = {"onnx_sha256": _sha256_file(path), **info}
+    meta = {"onnx_sha256": sha256_file(path), **info}
     atomic_write_text(path.with_name(path.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
 
 
@@ -211,12 +136,12 @@ def cached_onnx(net, weights: str | Path, name: str = "lpnet", precision: str = 
     if not _valid(int8):
         from export.qdq import quantize_qdq
 
-        from .bench import calibration_frames
+        from calibration.build import synthetic
 
-        log.info("quantizing to INT8 Q/DQ once (8 rainy demo frames as calibration; cached in %s)", folder)
-        quantize_qdq(fp32, int8, calibration_frames())
+        log.info("quantizing to INT8 Q/DQ once (8 synthetic rainy scenes as calibration; cached in %s)", folder)
+        quantize_qdq(fp32, int8, synthetic(8, (240, 320), seed=100).data)
         _write_meta(int8, weights=str(weights), weights_sha256=wsha, versions=export_versions(), precision="int8",
-                    calibration="8 rainy demo frames (runtime.bench.calibration_frames)")
+                    calibration="8 synthetic rainy scenes (calibration.build.synthetic, seed 100)")
         made = True
     return CachedOnnx(int8, made)
 
@@ -265,7 +190,7 @@ def fast_backend(net, weights: str | Path, backend: str = "auto", *, precision: 
     """A Backend for `net` (loaded from `weights`): `backend` "auto" tries engine_order(); an ONNX engine name
     ("onnxruntime", "openvino", "opencv") runs the cached export in that engine."""
     from . import backends as B
-    from .loader import _onnx
+    from .engines import open_onnx as _onnx
 
     precision = precision or "fp32"
     name = name or type(net).__name__.lower()

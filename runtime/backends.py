@@ -14,24 +14,18 @@ import numpy as np
 
 from .errors import BackendError
 
-Sizes = "str | list[tuple[int, int]]"
-
-
 def _cpu_threads() -> int:
-    """Default inference threads: the idle cores, never all cores of a busy machine (runtime.auto.default_threads)."""
-    from .auto import default_threads
+    """Default inference threads: the idle cores, never all cores of a busy machine (runtime.threads)."""
+    from .threads import default_threads
 
     return default_threads()
 
 
 def _import(module: str, extra: str, what: str):
-    import importlib
+    """The engine's module, or BackendError naming it and the pip command (derain_edge.optional)."""
+    from derain_edge.optional import require
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise BackendError(f"{what} needs the Python package '{module}' ({e}); install it with: "
-                           f'pip install "derain-edge[{extra}]"') from e
+    return require(module, extra, what=what, error=BackendError)
 
 
 # ------------------------------------------------------------------------------------------------ I/O adapter

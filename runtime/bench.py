@@ -27,18 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from derain_edge.files import atomic_write_text
+from derain_edge.files import atomic_write_text, sha256_file
+from derain_edge.outputs import fail as _fail
 
 from .cli import parse_size
 from .errors import RuntimeErrorBase
 
 PROG = "derain-bench"
 SCHEMA = "derain-edge/bench/1"
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _cores() -> int:
@@ -112,7 +108,7 @@ def streaming_overhead(derainer, size: tuple[int, int], frames: int) -> dict:
     """Mean ms/frame of the full loop (reader thread, Derainer, overlay, sink) vs plain Derainer calls."""
     from .reader import FrameReader
     from .sinks import NullSink
-    from .sources import Source
+    from .source_base import Source
     from .stream import run_stream
 
     rng = np.random.default_rng(0)
@@ -156,23 +152,20 @@ def _tag(threads: int) -> str:
 
 
 def calibration_frames(n: int = 8, size: tuple[int, int] = (240, 320)) -> np.ndarray:
-    """Rainy demo scenes (N×3×H×W float32 [0, 1]) to calibrate the INT8 model on (no dataset needed)."""
-    from .demo import DemoSource
+    """Synthetic rainy scenes (N×3×H×W float32 [0, 1], ``calibration.build.synthetic``) to calibrate the INT8 model
+    on (no dataset needed)."""
+    from calibration.build import synthetic
 
-    frames = []
-    for i in range(n):
-        src = DemoSource(frames=1, size=size, seed=100 + i)
-        frames.append(src.read()[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)
-    return np.stack(frames)
+    return synthetic(n, size, seed=100).data
 
 
 def candidates(args, onnx_fp32: Path | None, onnx_int8: Path | None) -> list[Candidate]:
     """Every (backend, precision, thread count) to measure; unavailable ones are reported, not fatal."""
-    import importlib.util
+    from derain_edge.optional import importable
 
     from .derainer import Derainer
 
-    have_ov = importlib.util.find_spec("openvino") is not None
+    have_ov = importable("openvino")
     out = []
     for t in thread_counts(args):
         tag = _tag(t)
@@ -224,7 +217,6 @@ def _export(work: Path, args) -> tuple[Path | None, Path | None]:
     from export.sidecar import write_sidecar
 
     fp32 = torch_to_onnx(lpnet.load_pretrained(), work / "lpnet_fp32.onnx")
-    from derain_edge.evaluate import sha256_file
     from lpnet.weights import shipped_weights_path
 
     common = {"target": "onnx", "format": "onnx", "model": "lpnet", "sizes": "dynamic",

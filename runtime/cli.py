@@ -17,16 +17,13 @@ import sys
 
 from derain_edge.files import atomic_write_text
 
+from derain_edge.outputs import fail as _fail
+
 from .errors import RuntimeErrorBase
 from .stream import VIEWS
 
 PROG = "derain-run"
 DEMO_FRAMES = 150
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import numpy as np
 from derain_edge.rain import RainConfig, render_rain
 from derain_edge.scenes import dead_leaves
 
-from .sources import Source
+from .source_base import Source
 
 
 def steady_rain(rng: np.random.Generator, scale: float = 1.0) -> RainConfig:

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from . import backends as B
+from .engines import open_onnx as _onnx, tensorrt_from_onnx as _tensorrt_from_onnx
 from .contract import check_file, check_onnx_graph, check_value_ranges, probe
 from .errors import BackendError
 
@@ -78,13 +79,13 @@ def open_backend(model=None, backend: str = "auto", *, precision: str | None = N
         model = model_name
     text = str(model)
     path = Path(text)
-    from derain_edge.evaluate import MODELS, load_model
+    from derain_edge.registry import is_model, list_models, load_model
 
-    if text in MODELS and not path.is_file() and not (path.is_dir() and bundle_artifacts(path)):
+    if is_model(text) and not path.is_file() and not (path.is_dir() and bundle_artifacts(path)):
         net, weights = load_model(text, None)  # a model name (even when a folder of that name is in the cwd)
         return _torch(net, backend, device, precision, threads, str(weights))
     if not path.exists():
-        raise BackendError(f"{text}: no such file or folder, and not a model name ({', '.join(MODELS)})")
+        raise BackendError(f"{text}: no such file or folder, and not a model name ({', '.join(list_models())})")
     if path.name.endswith(".json"):
         from export.sidecar import SidecarError, artifact_path
 
@@ -141,49 +142,6 @@ def _torch(net, backend, device, precision, threads, source):
     _only(backend, ("pytorch", "pytorch-compile"), Path(source))
     return B.TorchBackend(net, device=device, precision=precision or "fp32", threads=threads,
                           compile=backend == "pytorch-compile", source=source)
-
-
-def _prefer_openvino(sidecar: dict, precision: str | None) -> bool:
-    """auto on a CPU-only machine: an INT8 Q/DQ model runs ~3× faster in OpenVINO (VNNI kernels) than in
-    onnxruntime (measured by derain-bench, docs/runtime.md), so use it when it is installed."""
-    import importlib.util
-
-    if (precision or sidecar.get("precision")) != "int8" or importlib.util.find_spec("openvino") is None:
-        return False
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return True
-    return not ({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()))
-
-
-def _onnx(path: Path, sidecar: dict, backend: str, threads, precision) -> B.Backend:
-    if backend == "auto" and _prefer_openvino(sidecar, precision):
-        backend = "openvino"
-    if backend in ("auto", "onnxruntime"):
-        return B.OrtBackend(path, sidecar, threads=threads, precision=precision)
-    if backend == "openvino":
-        return B.OpenVinoBackend(path, sidecar, threads=threads, precision=precision)
-    if backend == "opencv":
-        return B.OpenCvDnnBackend(path, sidecar, precision=precision, threads=threads)
-    if backend == "tensorrt":
-        return _tensorrt_from_onnx(path, sidecar, precision or sidecar.get("precision", "fp16"), path.parent)
-    raise BackendError(f"{path}: backend '{backend}' cannot run an ONNX model; use onnxruntime, openvino, opencv "
-                       "or tensorrt")
-
-
-def _tensorrt_from_onnx(onnx_path: Path, sidecar: dict, precision: str, cache_dir: Path) -> B.Backend:
-    """Builds (first use) or reuses the cached engine for this GPU and TensorRT version, then opens it."""
-    B._import("tensorrt", "tensorrt", "the TensorRT backend")
-    try:
-        from export.tensorrt_build import build_engine
-    except ImportError as e:
-        raise BackendError(f"building TensorRT engines needs export.tensorrt_build ({e})") from e
-    try:
-        engine = build_engine(onnx_path, precision, cache_dir / ".engines")
-    except (RuntimeError, ValueError, OSError) as e:
-        raise BackendError(f"{onnx_path}: building the TensorRT engine failed: {e}") from e
-    return B.TensorRTBackend(engine, sidecar, precision)
 
 
 def bundle_artifacts(folder: Path) -> dict[str, Path]:

@@ -27,7 +27,7 @@ import numpy as np
 from derain_edge.imageio import ImageError
 
 from .errors import SourceError
-from .sources import Source
+from .source_base import Source
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ import numpy as np
 from derain_edge.imageio import IMAGE_SUFFIXES, ImageError, natural_key, to_rgb_uint8
 
 from .errors import SourceError
+from .source_base import Source  # noqa: F401 - the base class every source here (and runtime.demo) derives from
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 # a network stream that stops answering must not block open() or read() forever: OpenCV's FFMPEG backend gives up
@@ -107,24 +108,6 @@ def parse_source(uri: str | int) -> SourceSpec:
         return SourceSpec("video", str(path), False, text)
     raise SourceError(f"{text}: unknown file type '{path.suffix}' (videos: {', '.join(VIDEO_SUFFIXES)}; "
                       f"images: {', '.join(IMAGE_SUFFIXES)})")
-
-
-class Source:
-    """open() → read() … → close(). read() returns a frame, or None when the source has nothing more (end of file,
-    stream lost). Frames that come back unusable raise ImageError from read() so the reader can count and skip them."""
-
-    live = False
-    fps: float = 0.0
-    count: int | None = None  # frames in the source when known (files, image lists)
-
-    def open(self) -> None:
-        pass
-
-    def read(self) -> np.ndarray | None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 def check_frame(frame, name: str) -> np.ndarray:

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from derain_edge.evaluate import MODELS, evaluate_pairs, load_model
+from derain_edge.evaluate import evaluate_pairs
+from derain_edge.registry import list_models, load_model
 from derain_edge.imageio import ImageError
 
 # name → (forward transform, its inverse) on N×C×H×W
@@ -41,7 +42,7 @@ class Oriented(nn.Module):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=list(MODELS), default="lpnet")
+    p.add_argument("--model", choices=list_models(), default="lpnet")
     p.add_argument("--pairs", default="runs/rain100h/test", help="folder with rainy/ and clean/")
     p.add_argument("--smoke", action="store_true", help="check the script in seconds on tiny generated pairs")
     args = p.parse_args(argv)

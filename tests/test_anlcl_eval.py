@@ -7,7 +7,8 @@ import torch
 import anlcl_lite
 from anlcl_lite import GeneratorConfig, LightGenerator, save_weights
 from anlcl_lite.weights import shipped_weights_path
-from derain_edge.evaluate import MODELS, load_model, main
+from derain_edge.evaluate import main
+from derain_edge.registry import list_models, load_model
 
 
 def test_eval_with_given_weights_scores_the_model(tiny_pairs, tmp_path, capsys):
@@ -19,7 +20,7 @@ def test_eval_with_given_weights_scores_the_model(tiny_pairs, tmp_path, capsys):
     assert record["model"] == "anlcl" and record["n"] == 3
     # an untrained G_B is the identity: its scores are the rainy inputs' scores
     assert record["psnr_y"] == pytest.approx(record["input_psnr_y"])
-    assert "anlcl" in MODELS
+    assert "anlcl" in list_models()
 
 
 def test_eval_refuses_foreign_weights_clearly(tiny_pairs, untrained_weights, capsys):

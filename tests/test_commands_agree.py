@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fake_missing(monkeypatch, missing):
-    from export import formats as F
+    from derain_edge import optional as F
 
-    real_importable, real_import = F._importable, F.importlib.import_module
+    real_importable, real_import = F.importable, F.importlib.import_module
 
     def importable(name):
         return False if name in missing else real_importable(name)
@@ -23,7 +23,7 @@ def _fake_missing(monkeypatch, missing):
             raise ModuleNotFoundError(f"No module named '{name}'", name=name)
         return real_import(name, *a, **k)
 
-    monkeypatch.setattr(F, "_importable", importable)
+    monkeypatch.setattr(F, "importable", importable)
     monkeypatch.setattr(F.importlib, "import_module", import_module)
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from derain_edge.evaluate import MODELS, ImageConversionWarning, evaluate_pairs, main
+from derain_edge.evaluate import ImageConversionWarning, evaluate_pairs, main
+from derain_edge.registry import list_models
 from derain_edge.imageio import read_image
 from derain_edge.metrics import psnr_y, ssim_y
 
@@ -184,7 +185,7 @@ def test_library_warns_with_warning_category(tiny_pairs):
 
 
 def test_model_table_drives_choices(capsys, tiny_pairs):
-    assert list(MODELS) == ["lpnet", "anlcl"]
+    assert list_models() == ["lpnet", "anlcl"]
     rc, out, err = run(capsys, "--rainy", tiny_pairs.rainy, "--clean", tiny_pairs.clean, "--model", "x")
     assert rc == 2
     assert error_line(err) == "error: unknown model 'x'; choose from: lpnet, anlcl (or give an exported artifact's path)"

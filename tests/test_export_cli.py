@@ -70,7 +70,7 @@ def test_artifact_reloads_and_matches_its_sidecar(exports, val_dir, target, prec
     path = out / ARTIFACT[(target, precision)]
     side = read_sidecar(path)
     assert side["target"] == target and side["precision"] == precision and side["format"] == "onnx"
-    assert side["weights_sha256"] == __import__("derain_edge.evaluate", fromlist=["x"]).sha256_file(
+    assert side["weights_sha256"] == __import__("derain_edge.files", fromlist=["x"]).sha256_file(
         lpnet.weights.shipped_weights_path())
     assert side["inputs"][0]["name"] == "rainy" and side["outputs"][0]["name"] == "derained"
     assert side["sizes"] == "dynamic" and side["status"] == "ok"
