@@ -3,6 +3,11 @@
 Every per-target function (``export.onnx_export``, ``export.jetson``, ``export.tflite``, ``export.coreml``) returns a
 list of ``Exported``; the exporter then measures parity and accuracy cost through ``runner`` and writes the sidecar
 (``export.sidecar``). Target functions never write sidecars themselves.
+
+``runner`` is not the target's own code: it opens the artifact in the engine the runtime uses for its format
+(``derain_edge.engines.backends``: onnxruntime, LiteRT, CoreML), fed the contract the sidecar will hold, with the
+runtime's fixed-size policy (``derain_edge.engines.tiling.run_fitted``: pad, or tile), so a sidecar's numbers are
+what ``Derainer(artifact, gate=False)`` gives.
 """
 from __future__ import annotations
 
@@ -26,9 +31,43 @@ class Exported:
     outputs: list[dict]
     sizes: str | list[list[int]]            # "dynamic" or [[H, W], …]
     versions: dict[str, str] = field(default_factory=dict)
-    runner: Runner | None = None            # None when the artifact cannot run on this machine
-    skip_reason: str | None = None          # why runner is None (e.g. "CoreML prediction needs macOS")
+    skip_reason: str | None = None          # why it cannot run here (e.g. "CoreML prediction needs macOS")
     extra: dict = field(default_factory=dict)  # more sidecar keys (e.g. compute units, quantization details)
+    _runner: Runner | None = field(default=None, repr=False, compare=False)
+
+    def contract(self) -> dict:
+        """The sidecar fields an engine needs to feed the artifact."""
+        return {"precision": self.precision, "inputs": self.inputs, "outputs": self.outputs, "sizes": self.sizes}
+
+    @property
+    def runner(self) -> Runner | None:
+        """NCHW float32 [0, 1] at any H×W → same, through the runtime's engine for this format (opened on first use);
+        None when the artifact cannot run on this machine (`skip_reason`)."""
+        if self.skip_reason is not None:
+            return None
+        if self._runner is None:
+            self._runner = artifact_runner(self.path, self.format, self.contract())
+        return self._runner
+
+
+ENGINE_OF_FORMAT = {"onnx": "OrtBackend", "tflite": "TfliteBackend", "mlpackage": "CoreMLBackend"}
+
+
+def open_engine(path, fmt: str, contract: dict):
+    """The runtime's engine (``derain_edge.engines.backends``) for an artifact of format `fmt`."""
+    from derain_edge.engines import backends
+
+    if fmt not in ENGINE_OF_FORMAT:
+        raise ValueError(f"no engine runs {fmt} artifacts here")
+    return getattr(backends, ENGINE_OF_FORMAT[fmt])(path, contract)
+
+
+def artifact_runner(path, fmt: str, contract: dict) -> Runner:
+    """A Runner over the artifact: its runtime engine behind the runtime's pad/tile policy (``run_fitted``)."""
+    from derain_edge.engines.tiling import run_fitted
+
+    engine = open_engine(path, fmt, contract)
+    return lambda x: run_fitted(engine, np.ascontiguousarray(x, dtype=np.float32))
 
 
 def unique_sizes(sizes, error: type[Exception]) -> list[tuple[int, int]]:

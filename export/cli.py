@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("give --target onnx|jetson|coreml|tflite|all")
     try:
         request = exporter.validate(
-            args.target, args.precision, args.model, args.weights, args.calib, args.size, args.dynamic, args.val,
-            args.out, args.allow_degraded, args.calib_count, args.val_limit, args.opset)
+            args.target, precision=args.precision, model=args.model, weights=args.weights, calib=args.calib,
+            sizes=args.size, dynamic=args.dynamic, val=args.val, out=args.out, allow_degraded=args.allow_degraded,
+            calib_count=args.calib_count, val_limit=args.val_limit, opset=args.opset)
         exporter.check_backends(request)
         report = exporter.run(request)
     except (exporter.ExportArgumentError, MissingDependency, TargetUnavailable) as e:

@@ -32,7 +32,6 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -115,37 +114,13 @@ def mil_ops(package: str | Path) -> Counter:
     return Counter(op.type for op in block.operations)
 
 
-def _make_runner(package: Path, sizes: list[tuple[int, int]]):
-    """macOS only: NCHW float [0, 1] → CoreML image prediction → NCHW float [0, 1] (8-bit at both ends)."""
-    import coremltools as ct
-    from PIL import Image
+def export_coreml(model: nn.Module, job) -> list[Exported]:
+    """Converts `model` to ``<out_dir>/<stem>.mlpackage`` (``_<precision>`` appended to the stem if absent), with
+    ``job.sizes`` (then the camera defaults) as enumerated shapes (``export.job.ExportJob``).
 
-    mlmodel = ct.models.MLModel(str(package))
-    allowed = set(sizes)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected N×3×H×W RGB, got shape {x.shape}")
-        if tuple(x.shape[2:]) not in allowed:
-            raise ValueError(f"{package.name} accepts sizes {sorted(allowed)}, got {x.shape[2]}x{x.shape[3]}")
-        outs = []
-        for frame in x:
-            rgb = (np.clip(frame.transpose(1, 2, 0), 0, 1) * 255.0 + 0.5).astype(np.uint8)
-            pred = mlmodel.predict({INPUT_NAME: Image.fromarray(rgb, "RGB")})[OUTPUT_NAME]
-            out = np.asarray(pred.convert("RGB"), dtype=np.float32) / 255.0
-            outs.append(out.transpose(2, 0, 1))
-        return np.stack(outs)
-
-    return run
-
-
-def export_coreml(model: nn.Module, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]],
-                  calib: np.ndarray | None = None) -> list[Exported]:
-    """Converts `model` to ``<out_dir>/<stem>.mlpackage`` (``_<precision>`` appended to the stem if absent).
-
-    `calib` is not used: CoreML weight quantization needs no data, and activation quantization needs macOS.
+    ``job.calib`` is not used: CoreML weight quantization needs no data, and activation quantization needs macOS.
     """
+    out_dir, stem, precision, sizes = job.out_dir, job.stem, job.precision, job.sizes
     if precision not in PRECISIONS:
         raise CoreMLExportError(f"CoreML precision must be one of {PRECISIONS}, got {precision!r} "
                                 "(int16x8 is a TFLite scheme)")
@@ -185,16 +160,14 @@ def export_coreml(model: nn.Module, out_dir: Path, stem: str, precision: str, si
 
     image_io = {"shape": [1, "H", "W", 3], "dtype": "uint8", "layout": "NHWC", "value_range": [0, 255],
                 "color": "RGB", "kind": "image"}
-    runner, skip = None, NO_PREDICT_REASON
-    if sys.platform == "darwin":
-        runner, skip = _make_runner(final, shapes), None
+    skip = None if sys.platform == "darwin" else NO_PREDICT_REASON  # it runs in the runtime's CoreMLBackend
     return [Exported(
         path=final, target="coreml", format="mlpackage", precision=precision,
         inputs=[{"name": INPUT_NAME, **image_io, "scale": 1.0 / 255.0}],
         outputs=[{"name": OUTPUT_NAME, **image_io}],
         sizes=[[h, w] for h, w in shapes],
         versions={"coremltools": ct.__version__, "torch": torch.__version__.split("+")[0]},
-        runner=runner, skip_reason=skip,
+        skip_reason=skip,
         extra={"coreml": {
             "model_type": "mlprogram", "minimum_deployment_target": DEPLOYMENT_TARGET,
             "compute_precision": "fp32" if precision == "fp32" else "fp16",

@@ -8,8 +8,10 @@ Two measurements, both on BT.601 Y with the literature's conventions (``derain_e
   uint8-rounded outputs against the clean images, for FP32 PyTorch and for the artifact; ``psnr_y_drop_db`` is
   FP32's minus the artifact's (positive = the artifact is worse).
 
-Fixed-size artifacts see every image fitted to their size: a centre crop when the image is at least that large
-(no resampling, so the scores stay comparable to full-image ones), a resize otherwise; the result says which.
+Every image is scored at its own size, run the way the runtime runs it (the runner is the artifact's runtime engine
+behind ``derain_edge.engines.tiling.run_fitted``: a fixed-size artifact gets the image padded to the smallest of its
+sizes that holds it, or tiled), so the artifact's PSNR-Y is what ``Derainer(artifact, gate=False)`` gives on the same
+pairs; the FP32 reference is fitted the same way, so "vs FP32" and the drop are the conversion's alone.
 Also **parity**: max|Δ| and PSNR-Y of the artifact vs PyTorch on one seeded test image at an allowed size.
 """
 from __future__ import annotations
@@ -19,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from derain_edge.metrics import psnr, rgb_to_y, ssim
@@ -62,28 +63,6 @@ def synthetic_pairs(count: int = 4, size: tuple[int, int] = (160, 224), seed: in
     return [Pair(f"synthetic-{i}", rainy, clean) for i, (rainy, clean) in enumerate(rainy_scenes(count, size, seed))]
 
 
-def fit(img: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """`img` brought to `size` (H, W): ("crop") centre crop if it is at least that large, else ("resize")."""
-    h, w = size
-    ih, iw = img.shape[:2]
-    if (ih, iw) == (h, w):
-        return img, "none"
-    if ih >= h and iw >= w:
-        y0, x0 = (ih - h) // 2, (iw - w) // 2
-        return np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w]), "crop"
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if ih >= h and iw >= w else cv2.INTER_LINEAR), "resize"
-
-
-def best_size(img_hw: tuple[int, int], sizes: list[list[int]]) -> tuple[int, int]:
-    """Of an artifact's fixed sizes, the one that fits inside the image with least loss (else the largest)."""
-    ih, iw = img_hw
-    inside = [tuple(s) for s in sizes if s[0] <= ih and s[1] <= iw]
-    if inside:
-        return max(inside, key=lambda s: s[0] * s[1])
-    # same orientation first, then the closest area
-    return min((tuple(s) for s in sizes), key=lambda s: (((s[0] > s[1]) != (ih > iw)), abs(s[0] * s[1] - ih * iw)))
-
-
 def to_nchw(rgb: np.ndarray) -> np.ndarray:
     return (rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()
 
@@ -95,6 +74,28 @@ def to_rgb_float(nchw: np.ndarray) -> np.ndarray:
 
 def to_uint8(nchw: np.ndarray) -> np.ndarray:
     return np.round(to_rgb_float(nchw)).astype(np.uint8)
+
+
+class _FixedSizes:
+    """The FP32 reference posing as a fixed-size engine, so ``run_fitted`` pads/tiles it exactly as the artifact."""
+
+    max_size = None
+    max_batch = None
+
+    def __init__(self, run: Runner, sizes):
+        self.run, self.sizes = run, [tuple(int(v) for v in s) for s in sizes]
+
+
+def fitted_reference(reference: Runner, sizes) -> Runner:
+    """`reference` run the way the runtime runs a fixed-size artifact of `sizes` (padded to the smallest size that
+    holds the image, or tiled): "vs FP32" and the drop then measure the artifact's conversion alone, while its
+    ground-truth PSNR-Y is what ``Derainer`` gives (same pad/tile policy, ``derain_edge.engines.tiling``)."""
+    if sizes == "dynamic":
+        return reference
+    from derain_edge.engines.tiling import run_fitted
+
+    engine = _FixedSizes(reference, sizes)
+    return lambda x: run_fitted(engine, x)
 
 
 def torch_runner(model) -> Runner:
@@ -132,18 +133,14 @@ def parity(runner: Runner, reference: Runner, size: tuple[int, int], seed: int =
 
 def measure(runner: Runner, reference: Runner, pairs: list[Pair], sizes: str | list[list[int]],
             source: str, progress: bool = False) -> dict:
-    """The cost dict of the sidecar (see module doc); means over images."""
+    """The cost dict of the sidecar (see module doc); means over images at their own size (`runner` fits them to a
+    fixed-size artifact the way the runtime does, and `reference` is fitted to its `sizes` the same way)."""
     from derain_edge.progress import progress as _progress
 
+    reference = fitted_reference(reference, sizes)
     vs_fp32_p, vs_fp32_s, gt_ref_p, gt_art_p, gt_ref_s, gt_art_s = [], [], [], [], [], []
-    fits = set()
     for pair in _progress(pairs, desc="  cost", unit="img", leave=False, disable=not progress):
         rainy, clean = pair.rainy, pair.clean
-        if sizes != "dynamic":
-            size = best_size(rainy.shape[:2], sizes)
-            rainy, how = fit(rainy, size)
-            clean = fit(clean, size)[0] if clean is not None else None
-            fits.add(how)
         x = to_nchw(rainy)
         try:
             out = runner(x)
@@ -169,7 +166,7 @@ def measure(runner: Runner, reference: Runner, pairs: list[Pair], sizes: str | l
         cost.update({"psnr_y_fp32_db": round(ref_p, 3), "psnr_y_db": round(art_p, 3),
                      "psnr_y_drop_db": round(ref_p - art_p, 3) + 0.0,
                      "ssim_y_fp32": round(ref_s, 5), "ssim_y": round(art_s, 5), "ssim_y_drop": round(ref_s - art_s, 5) + 0.0})
-    fitted = sorted(fits - {"none"})
     cost["val"] = {"source": source, "n": len(pairs),
-                   "fit": "native size" if not fitted else "+".join(fitted) + " to the artifact's size"}
+                   "fit": "native size" if sizes == "dynamic" else
+                   "native size, padded/tiled to the artifact's sizes as the runtime runs it"}
     return cost

@@ -1,7 +1,10 @@
 """The export pipeline: validate everything up front, then per target and precision export → measure → accept/reject.
 
-For every artifact a target function returns (``export.artifact.Exported``) the exporter measures **parity** (max|Δ|
-and PSNR-Y against FP32 PyTorch on a seeded test image) and the **accuracy cost** (``export.cost``), writes the
+Every target is ``export_<target>(model, job)`` with one ``export.job.ExportJob``. For every artifact it returns
+(``export.artifact.Exported``) the exporter measures, through the runtime's engine for the format and its pad/tile
+policy (``derain_edge.engines``), **parity** (max|Δ| and PSNR-Y against FP32 PyTorch on a seeded test image at the
+artifact's size) and, once per precision, the **accuracy cost** on the validation pairs at their own size
+(``export.cost``; the other fixed sizes of that precision take it over, ``cost["measured_with"]``), writes the
 sidecar (``export.sidecar``), and rejects the artifact — deleting it — when the PSNR-Y drop against ground truth
 exceeds its precision's limit (``export.formats.MAX_DROP_DB``), unless ``allow_degraded``. Nothing is exported before
 every argument, input folder and backend has been checked, so a typo never costs a half-finished run.
@@ -9,7 +12,6 @@ every argument, input folder and backend has been checked, so a typo never costs
 from __future__ import annotations
 
 import hashlib
-import inspect
 import shutil
 import sys
 import time
@@ -21,6 +23,7 @@ import numpy as np
 
 from . import formats as F
 from .artifact import Exported
+from .job import ExportJob, Workspace
 from derain_edge.progress import Steps
 
 
@@ -76,10 +79,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return _parse(text, minimum=16, maximum=8192, error=ExportArgumentError)
 
 
-def validate(targets, precision: str | None = None, model: str = "lpnet", weights=None, calib=None,
+def validate(targets, *, precision: str | None = None, model: str = "lpnet", weights=None, calib=None,
              sizes=None, dynamic: bool = False, val=None, out="exports", allow_degraded: bool = False,
              calib_count: int = 32, val_limit: int | None = None, opset: int = 20) -> ExportRequest:
-    """Checks every argument and input path; returns the request or raises ExportArgumentError naming the problem."""
+    """Checks every argument and input path, keyword-only (the one place arguments are validated; the targets get
+    an ``ExportJob`` built from the result); returns the request or raises ExportArgumentError naming the problem."""
     from derain_edge.registry import list_models
 
     names = [t for item in ([targets] if isinstance(targets, str) else list(targets or [])) for t in item.split(",")]
@@ -226,7 +230,7 @@ def judge(precision: str, cost: dict | None, parity: dict | None) -> tuple[bool,
 def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
     """Runs the export; returns the Report (the CLI turns failed results into a non-zero exit)."""
     from derain_edge.files import sha256_file
-    from derain_edge.registry import load_model
+    from derain_edge.registry import get_spec, load_model
 
     from . import cost as C
     from .sidecar import write_sidecar
@@ -280,73 +284,94 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
                        f"{cs.source}, values {calib_summary['value_range']} → {request.out / 'calibration'}")
 
     reference = CachedReference(model)
-
-    for fmt, precision in jobs:
-        with steps.step(f"{fmt.name} {precision}"):
-            func = functions[fmt.name]
-            try:
-                kwargs = {"opset": request.opset} if "opset" in inspect.signature(func).parameters else {}
-                exported = func(model, request.out, request.model, precision, _sizes_for(fmt, request), calib,
-                                **kwargs)
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # noqa: BLE001 - one target failing must not hide the others' results
-                report.results.append(Result(fmt.name, precision, None, "failed", f"{type(e).__name__}: {e}"))
-                write(f"error: {fmt.name} {precision}: {type(e).__name__}: {e}")
-                continue
-            for exp in exported:
-                try:
-                    report.results.append(_check_one(exp, fmt, func, request, model, calib, reference, pairs,
-                                                     val_source, weights_sha, calib_summary, progress, write))
-                except KeyboardInterrupt:
-                    _remove_artifact(exp)  # interrupted mid-measurement: no artifact without checks
-                    raise
-                except Exception as e:  # noqa: BLE001 - e.g. the artifact crashed on a validation image
-                    _remove_artifact(exp)
-                    reason = f"checks failed: {type(e).__name__}: {e}"
-                    report.results.append(Result(exp.target, exp.precision, None, "failed", reason))
-                    write(f"error: {exp.target} {exp.precision}: {reason}; {Path(exp.path).name} removed")
+    hints = get_spec(request.model).export_hints
+    with Workspace() as workspace:  # the run's scratch: one FP32 ONNX for every target and precision
+        for fmt, precision in jobs:
+            job = ExportJob(out_dir=request.out, stem=request.model, precision=precision,
+                            sizes=_sizes_for(fmt, request), calib=calib, val=pairs, hints=hints, opset=request.opset,
+                            workspace=workspace)
+            with steps.step(f"{fmt.name} {precision}"):
+                _run_job(functions[fmt.name], fmt, job, request, model, reference, val_source, weights_sha,
+                         calib_summary, progress, write, report)
     report.timings = steps.timings
     return report
 
 
-def _measure(exp: Exported, reference, pairs, val_source, progress):
+def _run_job(func, fmt, job: ExportJob, request, model, reference, val_source, weights_sha, calib_summary, progress,
+             write, report) -> None:
+    """One target × precision: export, then check every artifact it wrote (a failure is recorded, not raised)."""
+    precision = job.precision
+    try:
+        exported = func(model, job)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - one target failing must not hide the others' results
+        report.results.append(Result(fmt.name, precision, None, "failed", f"{type(e).__name__}: {e}"))
+        write(f"error: {fmt.name} {precision}: {type(e).__name__}: {e}")
+        return
+    measured = None  # (artifact name, cost): fixed-size artifacts of one precision share the cost of the first
+    for exp in exported:
+        try:
+            result = _check_one(exp, fmt, func, job, request, model, reference, val_source, weights_sha,
+                                calib_summary, progress, write, measured)
+            report.results.append(result)
+            if measured is None and result.cost is not None and exp.sizes != "dynamic":
+                measured = (Path(exp.path).name, result.cost)
+        except KeyboardInterrupt:
+            _remove_artifact(exp)  # interrupted mid-measurement: no artifact without checks
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. the artifact crashed on a validation image
+            _remove_artifact(exp)
+            reason = f"checks failed: {type(e).__name__}: {e}"
+            report.results.append(Result(exp.target, exp.precision, None, "failed", reason))
+            write(f"error: {exp.target} {exp.precision}: {reason}; {Path(exp.path).name} removed")
+
+
+def _measure(exp: Exported, reference, pairs, val_source, progress, measured=None):
+    """(parity, cost). Parity: a short run at the artifact's own size. Cost: once per precision, on the validation
+    pairs at their own size through the runtime's engine and pad/tile policy; the other fixed-size artifacts of the
+    precision (same weights and quantization, another input size) take the first one's cost (`measured`: (name,
+    cost)), recorded as ``cost["measured_with"]``."""
     from . import cost as C
 
     if exp.runner is None:
         return None, None
     size = C.PARITY_SIZE if exp.sizes == "dynamic" else tuple(exp.sizes[0])
-    return C.parity(exp.runner, reference, size), C.measure(exp.runner, reference, pairs, exp.sizes, val_source,
-                                                            progress=progress)
+    parity = C.parity(exp.runner, reference, size)
+    if measured is not None:
+        return parity, {**measured[1], "measured_with": measured[0]}
+    return parity, C.measure(exp.runner, reference, pairs, exp.sizes, val_source, progress=progress)
 
 
 SENSITIVITY_PAIRS = 8  # validation pairs used by each sensitivity probe (the final check uses all of them)
 SENSITIVITY_CALIB = 8  # calibration frames used by each probe (the final export uses the whole set)
-_sensitivity_cache: dict[tuple, dict] = {}
 
 
-def _recover_int8(exp: Exported, func, request, model, calib, reference, pairs, write) -> tuple[Exported | None, dict]:
+def _recover_int8(exp: Exported, func, job: ExportJob, model, reference, write) -> tuple[Exported | None, dict]:
     """INT8 missed its limit: find the sensitive layers, re-export with them in float (see export.sensitivity)."""
     from . import cost as C
-    from .onnx_export import fp32_onnx, ort_runner
+    from .artifact import artifact_runner
+    from .onnx_export import fp32_onnx
     from .sensitivity import find_exclusions
 
-    probe_pairs = pairs[:SENSITIVITY_PAIRS]
+    probe_pairs = job.val[:SENSITIVITY_PAIRS]
+    calib, workspace = job.calib, job.scratch()
 
     def drop_of(path):
-        return C.measure(ort_runner(path), reference, probe_pairs, "dynamic", "sensitivity")["psnr_y_drop_db"]
+        return C.measure(artifact_runner(path, "onnx", {}), reference, probe_pairs, "dynamic",
+                         "sensitivity")["psnr_y_drop_db"]
 
-    fp32 = fp32_onnx(model, request.opset)
+    fp32 = fp32_onnx(model, job.opset, workspace)
     limit = F.MAX_DROP_DB["int8"]
     key = (hashlib.sha256(fp32.read_bytes()).hexdigest(), hashlib.sha256(calib.tobytes()).hexdigest(),
            tuple(p.name for p in probe_pairs), limit)
-    if key in _sensitivity_cache:  # the onnx and jetson INT8 models are the same Q/DQ graph
-        sens = _sensitivity_cache[key]
+    if key in workspace.sensitivity:  # the onnx and jetson INT8 models are the same Q/DQ graph
+        sens = workspace.sensitivity[key]
     else:
         write(f"      {exp.target} int8 misses {limit} dB: per-layer sensitivity on {len(probe_pairs)} pairs")
         sens = find_exclusions(fp32, calib[:SENSITIVITY_CALIB], drop_of, limit, log=lambda m: write(f"      {m}"))
-        _sensitivity_cache[key] = sens
-    report_path = request.out / f"{request.model}_{exp.target}_int8.sensitivity.json"
+        workspace.sensitivity[key] = sens
+    report_path = job.out_dir / f"{job.stem}_{exp.target}_int8.sensitivity.json"
     from derain_edge.files import atomic_write_text
     import json
 
@@ -354,25 +379,22 @@ def _recover_int8(exp: Exported, func, request, model, calib, reference, pairs, 
     write(f"      sensitivity report: {report_path}")
     if not sens["met"] or not sens["excluded"]:
         return None, sens
-    kwargs = {"opset": request.opset} if "opset" in inspect.signature(func).parameters else {}
-    redone = func(model, request.out, request.model, "int8", _sizes_for(F.BY_NAME[exp.target], request), calib,
-                  nodes_to_exclude=sens["nodes_to_exclude"], **kwargs)
+    redone = func(model, job.replace(precision="int8", nodes_to_exclude=tuple(sens["nodes_to_exclude"])))
     return next((e for e in redone if e.path == exp.path), None), sens
 
 
-def _check_one(exp: Exported, fmt, func, request, model, calib, reference, pairs, val_source, weights_sha,
-               calib_summary, progress, write) -> Result:
+def _check_one(exp: Exported, fmt, func, job: ExportJob, request, model, reference, val_source, weights_sha,
+               calib_summary, progress, write, measured=None) -> Result:
     from .sidecar import write_sidecar
 
-    parity, cost = _measure(exp, reference, pairs, val_source, progress)
+    parity, cost = _measure(exp, reference, job.val, val_source, progress, measured)
     ok, reason, limit = judge(exp.precision, cost, parity)
     sens = None
-    if (not ok and exp.precision == "int8" and exp.sizes == "dynamic" and calib is not None
-            and "nodes_to_exclude" in inspect.signature(func).parameters):
-        redone, sens = _recover_int8(exp, func, request, model, calib, reference, pairs, write)
+    if not ok and exp.precision == "int8" and exp.sizes == "dynamic" and job.calib is not None and fmt.qdq:
+        redone, sens = _recover_int8(exp, func, job, model, reference, write)
         if redone is not None:
             exp = redone
-            parity, cost = _measure(exp, reference, pairs, val_source, progress)
+            parity, cost = _measure(exp, reference, job.val, val_source, progress)
             ok, reason, limit = judge(exp.precision, cost, parity)
     status = "ok" if ok else ("degraded" if request.allow_degraded else "failed")
     if exp.runner is None:

@@ -25,18 +25,20 @@ class Format:
     default_precisions: tuple[str, ...]  # exported when --precision is not given
     dynamic: bool                   # keeps dynamic H×W (otherwise one artifact per --size)
     extra: str                      # pip extra that provides the backends
-    function: str                   # "module:function" building it, imported lazily
+    function: str                   # "module:function" building it, imported lazily: export_<target>(model, job)
     modules: tuple[str, ...]        # modules the function needs (checked up front → install hint)
     description: str
+    qdq: bool = False               # writes an INT8 Q/DQ ONNX: a missed INT8 limit is recovered by keeping the
+                                    # sensitive nodes in float (export.sensitivity, ExportJob.nodes_to_exclude)
 
 
 FORMATS: tuple[Format, ...] = (
     Format("onnx", ("ort", "onnxruntime"), ".onnx", ("fp32", "fp16", "int8"), ("fp32",), True, "onnx",
            "export.onnx_export:export_onnx", ("onnx", "onnxscript", "onnxslim", "onnxruntime"),
-           "ONNX (opset 20), dynamic H×W, parity in onnxruntime"),
+           "ONNX (opset 20), dynamic H×W, parity in onnxruntime", qdq=True),
     Format("jetson", ("trt", "engine", "tensorrt"), "/", ("fp16", "int8"), ("fp16", "int8"), True, "onnx",
            "export.jetson:export_jetson", ("onnx", "onnxscript", "onnxslim", "onnxruntime"),
-           "Jetson/TensorRT bundle: FP16 ONNX, INT8 Q/DQ ONNX, calibration cache, build_engine.sh"),
+           "Jetson/TensorRT bundle: FP16 ONNX, INT8 Q/DQ ONNX, calibration cache, build_engine.sh", qdq=True),
     Format("coreml", ("ios", "mlpackage", "mlmodel", "apple"), ".mlpackage", ("fp32", "fp16", "int8"), ("fp16",),
            False, "coreml", "export.coreml:export_coreml", ("coremltools",),
            "CoreML ML program, ImageType I/O, enumerated camera sizes"),
@@ -51,7 +53,7 @@ SERVER_FORMATS: tuple[Format, ...] = (
     Format("triton", ("tritonserver", "triton-repo", "deepstream"), "/", ("fp32", "fp16", "int8"), ("fp32",), True,
            "onnx", "export.triton:export_triton", ("onnx", "onnxscript", "onnxslim", "onnxruntime"),
            "Triton model repository: config.pbtxt + model.onnx with dynamic batching, TensorRT plan route "
-           "(docs/serving.md)"),
+           "(docs/serving.md)", qdq=True),
 )
 
 BY_NAME = {f.name: f for f in (*FORMATS, *SERVER_FORMATS)}

@@ -27,7 +27,7 @@ import numpy as np
 from derain_edge.files import atomic_path, atomic_write_text
 
 from .artifact import Exported
-from .onnx_export import fp32_onnx, onnx_io, opset_of, ort_runner, to_fp16, versions
+from .onnx_export import fp32_onnx, onnx_io, opset_of, to_fp16, versions
 from .qdq import activation_scales, qdq_report, quantize_qdq
 from .tensorrt_build import DEFAULT_PROFILE
 
@@ -174,19 +174,22 @@ def _support_files(bundle: Path, stem: str, input_name: str, profile: dict) -> N
         shutil.copyfile(src, tmp)
 
 
-def export_jetson(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]] | None,
-                  calib: np.ndarray | None, opset: int = 20, nodes_to_exclude: list[str] | None = None,
-                  method: str = "minmax") -> list[Exported]:
-    """Adds the `precision` artifact(s) to the bundle ``out_dir/<stem>_jetson`` and returns them (see module doc).
+def export_jetson(model, job) -> list[Exported]:
+    """Adds the ``job.precision`` artifact(s) to the bundle ``out_dir/<stem>_jetson`` and returns them (see module
+    doc). ``job.options["method"]``: the INT8 calibration method (default minmax).
 
-    The ONNX files keep dynamic H×W; `sizes` sets the TensorRT optimisation profile (min/opt/max) of the build lines.
+    The ONNX files keep dynamic H×W; ``job.sizes`` sets the TensorRT optimisation profile (min/opt/max) of the build
+    lines.
     """
+    out_dir, stem, precision, sizes, calib = job.out_dir, job.stem, job.precision, job.sizes, job.calib
+    nodes_to_exclude = list(job.nodes_to_exclude) or None
+    method = job.options.get("method", "minmax")
     if precision not in ("fp16", "int8"):
         raise ValueError(f"jetson exports fp16 or int8, not {precision}")
     bundle = Path(out_dir) / f"{stem}_jetson"
     bundle.mkdir(parents=True, exist_ok=True)
     profile = _profile_from_sizes(sizes)
-    base = fp32_onnx(model, opset)
+    base = fp32_onnx(model, job.opset, job.scratch())
     extra = {"bundle": bundle.name, "tensorrt_profile": {k: list(v) for k, v in profile.items()},
              "parity_backend": PARITY_NOTE, "build": "build_engine.sh or build_engine.py on the device"}
     if precision == "fp16":
@@ -213,4 +216,4 @@ def export_jetson(model, out_dir: Path, stem: str, precision: str, sizes: list[t
     _support_files(bundle, stem, inputs[0]["name"], profile)
     extra["opset"] = opset_of(path)
     return [Exported(path=path, target="jetson", format="onnx", precision=precision, inputs=inputs, outputs=outputs,
-                     sizes="dynamic", versions=versions(), runner=ort_runner(path), extra=extra)]
+                     sizes="dynamic", versions=versions(), extra=extra)]

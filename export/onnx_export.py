@@ -12,7 +12,6 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 from derain_edge.files import atomic_path
 from derain_edge.optional import require as _require
@@ -144,22 +143,11 @@ def onnx_io(path) -> tuple[list[dict], list[dict]]:
 
 
 def ort_runner(path, threads: int | None = None):
-    """A Runner (NCHW float32 [0,1] → same) backed by an onnxruntime CPU session of `path`."""
-    ort = _require("onnxruntime")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name_in = session.get_inputs()[0].name
-    in_type = session.get_inputs()[0].type  # "tensor(float)" or "tensor(float16)"
+    """The raw onnxruntime engine of `path` (``derain_edge.engines.backends.OrtBackend``, no pad/tile: a fixed-size
+    ONNX takes its size only): NCHW float32 [0, 1] → same."""
+    from derain_edge.engines.backends import OrtBackend
 
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float16 if "float16" in in_type else np.float32)
-        (y,) = session.run(None, {name_in: x})
-        return np.asarray(y, dtype=np.float32)
-
-    return run
+    return OrtBackend(path, threads=threads).run
 
 
 def versions() -> dict[str, str]:
@@ -175,10 +163,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-_fp32_cache: dict[tuple, Path] = {}
-_tmp_dir = None
-
-
 def model_digest(model) -> str:
     """sha256 over the model's state dict: one FP32 export per weights serves every precision and target of a run."""
     import hashlib
@@ -190,22 +174,15 @@ def model_digest(model) -> str:
     return h.hexdigest()
 
 
-def fp32_onnx(model, opset: int = 20) -> Path:
-    """A dynamic-H×W FP32 ONNX of `model` in a per-process temp folder, exported once per (weights, opset).
-    Callers copy it; they never write to it."""
+def fp32_onnx(model, opset: int, workspace) -> Path:
+    """A dynamic-H×W FP32 ONNX of `model` in the run's workspace (``export.job.Workspace``), exported once per
+    (weights, opset) and run. Callers copy it; they never write to it."""
     key = (model_digest(model), int(opset))
-    if key not in _fp32_cache or not _fp32_cache[key].is_file():
-        _fp32_cache[key] = torch_to_onnx(model, Path(_scratch()) / f"{key[0][:16]}_{opset}.onnx", opset=opset)
-    return _fp32_cache[key]
-
-
-def _scratch() -> str:
-    import tempfile
-
-    global _tmp_dir
-    if _tmp_dir is None:
-        _tmp_dir = tempfile.TemporaryDirectory(prefix="derain-onnx-")
-    return _tmp_dir.name
+    cached = workspace.fp32.get(key)
+    if cached is None or not cached.is_file():
+        cached = workspace.fp32[key] = torch_to_onnx(model, workspace.path / f"{key[0][:16]}_{opset}.onnx",
+                                                     opset=opset)
+    return cached
 
 
 def _copy_atomic(src: Path, dst: Path) -> Path:
@@ -216,16 +193,17 @@ def _copy_atomic(src: Path, dst: Path) -> Path:
     return Path(dst)
 
 
-def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]] | None,
-                calib: np.ndarray | None = None, opset: int = 20,
-                nodes_to_exclude: list[str] | None = None) -> list[Exported]:
-    """The `onnx` target: one FP32 ONNX, dynamic H×W when `sizes` is None/empty, else one file per size.
+def export_onnx(model, job) -> list[Exported]:
+    """The `onnx` target (``export.job.ExportJob``): one ONNX, dynamic H×W when ``job.sizes`` is None/empty, else
+    one file per size.
 
     FP16 computes in float16 behind float32 I/O (``to_fp16``); INT8 is the TensorRT-style Q/DQ model
-    (``export.qdq.quantize_qdq``) calibrated on `calib`.
+    (``export.qdq.quantize_qdq``) calibrated on ``job.calib``, with ``job.nodes_to_exclude`` kept in float.
     """
-    out_dir = Path(out_dir)
-    targets = [None] if not sizes else [tuple(s) for s in sizes]
+    out_dir, stem, precision, calib, opset = job.out_dir, job.stem, job.precision, job.calib, job.opset
+    nodes_to_exclude = list(job.nodes_to_exclude)
+    workspace = job.scratch()
+    targets = [None] if not job.sizes else [tuple(s) for s in job.sizes]
     results = []
     for size in targets:
         suffix = "" if size is None else f"_{size[1]}x{size[0]}"
@@ -233,9 +211,9 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
         if precision not in ("fp32", "fp16", "int8"):
             raise ValueError(f"onnx cannot be exported as {precision}")
         if size is None:
-            fp32 = fp32_onnx(model, opset)
+            fp32 = fp32_onnx(model, opset, workspace)
         else:
-            fp32 = torch_to_onnx(model, Path(_scratch()) / f"fixed_{size[1]}x{size[0]}.onnx", size=size, opset=opset)
+            fp32 = torch_to_onnx(model, workspace.path / f"fixed_{size[1]}x{size[0]}.onnx", size=size, opset=opset)
         if precision == "fp32":
             _copy_atomic(fp32, final)
         elif precision == "fp16":
@@ -245,7 +223,7 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
 
             if calib is None:
                 raise ValueError("int8 needs a calibration set")
-            quantize_qdq(fp32, final, calib, nodes_to_exclude=nodes_to_exclude)
+            quantize_qdq(fp32, final, calib, nodes_to_exclude=nodes_to_exclude or None)
         extra = {"opset": opset_of(final)}
         if precision == "int8":
             from .qdq import qdq_report
@@ -256,7 +234,7 @@ def export_onnx(model, out_dir: Path, stem: str, precision: str, sizes: list[tup
         inputs, outputs = onnx_io(final)
         results.append(Exported(
             path=final, target="onnx", format="onnx", precision=precision, inputs=inputs, outputs=outputs,
-            sizes="dynamic" if size is None else [list(size)], versions=versions(), runner=ort_runner(final),
+            sizes="dynamic" if size is None else [list(size)], versions=versions(),
             extra=extra,
         ))
     return results

@@ -23,7 +23,9 @@ Keys (schema ``derain-edge/sidecar/1``)::
     parity          {"reference": "pytorch-fp32", "max_abs_diff", "psnr_y_db", "size": {"width", "height"}} or null
                     (null when the artifact cannot run on the exporting machine, with "parity_skipped": reason)
     cost            {"psnr_y_vs_fp32_db", "ssim_y_vs_fp32", and with a paired set "psnr_y_drop_db", "ssim_y_drop",
-                     "val"} or null
+                     "val"} or null, measured through the runtime's engine (``derain_edge.engines``) at the pairs'
+                    own size; "measured_with": the artifact of the same precision it was measured on, when another
+                    fixed size of that precision was (once per precision)
     integrity       {"artifact_sha256": sha256 of the artifact (a folder: of its files), "fields_sha256": {field:
                      sha256 of its JSON}} for the contract fields; read_sidecar refuses an artifact or a field that
                      changed after export, naming it (sidecars without "integrity" are read unchecked). This catches

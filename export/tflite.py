@@ -137,14 +137,10 @@ def unshare_conv_biases(onnx_path: Path) -> int:
     return copies
 
 
-# Weights whose int8 rounding costs int16x8 the most on the shipped LPNet (docs/export_mobile.md, per-layer PyTorch
-# simulation): the finest sub-network's 1×1 conv, reused by all 5 recursions (0.068 dB), and the pyramid's upsampling
-# kernel (0.053 dB). Split into an int8-exact part plus an int8 residual by `split_int8_weights` for int16x8.
-SENSITIVE_WEIGHTS = ("subnets.4.block1.weight", "pyramid.up.weight")
-
-
-def split_int8_weights(onnx_path: Path, weight_names=SENSITIVE_WEIGHTS) -> int:
-    """Runs each Conv/ConvTranspose with a listed weight as conv(x, W_hi) + conv(x, W_lo); returns how many.
+def split_int8_weights(onnx_path: Path, weight_names) -> int:
+    """Runs each Conv/ConvTranspose with a listed weight as conv(x, W_hi) + conv(x, W_lo); returns how many. The
+    names are a model's ``int8_sensitive_weights`` export hint (``derain_edge.registry``; LPNet's are measured in
+    docs/export_mobile.md).
 
     Why: TFLite's int16x8 keeps 16-bit activations but 8-bit weights, and the converter's float fallback cannot be
     used for single ops there (the MLIR quantizer that takes a denylist writes int16 models LiteRT refuses to run:
@@ -197,10 +193,10 @@ def split_int8_weights(onnx_path: Path, weight_names=SENSITIVE_WEIGHTS) -> int:
     return count
 
 
-def to_saved_model(model, size: tuple[int, int], work: Path, split_weights: bool = False) -> Path:
+def to_saved_model(model, size: tuple[int, int], work: Path, split_weights=()) -> Path:
     """PyTorch → fixed-size ONNX → onnx2tf SavedModel inside `work`; returns the SavedModel folder.
 
-    `split_weights`: apply `split_int8_weights` (used for int16x8)."""
+    `split_weights`: weight names to split with `split_int8_weights` (int16x8: the model's sensitive weights)."""
     from .onnx_export import torch_to_onnx
 
     onnx2tf = _require("onnx2tf")
@@ -209,7 +205,7 @@ def to_saved_model(model, size: tuple[int, int], work: Path, split_weights: bool
     onnx_path = torch_to_onnx(model, work / "model.onnx", size=size)  # a private file: onnx2tf rewrites it in place
     unshare_conv_biases(onnx_path)
     if split_weights:
-        split_int8_weights(onnx_path)
+        split_int8_weights(onnx_path, tuple(split_weights))
     # onnx2tf's output check loads this from the working folder or downloads it from GitHub: give it a local one
     np.save(work / _ONNX2TF_SAMPLE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
     saved = work / "saved_model"
@@ -306,33 +302,17 @@ def op_counts(path: Path) -> dict[str, int]:
 
 
 def make_runner(path: Path, size: tuple[int, int], threads: int | None = None):
-    """NCHW float32 [0, 1] → LiteRT (layouts and int8 quantization handled) → NCHW float32 [0, 1]."""
-    it = _interpreter(path, threads)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    in_layout, out_layout = _layout(inp["shape"], size), _layout(out["shape"], size)
+    """The raw LiteRT engine of `path` (``derain_edge.engines.backends.TfliteBackend``: layouts and int8
+    quantization handled, no pad/tile), frame by frame: N×3×H×W float32 [0, 1] at `size` → same."""
+    from derain_edge.engines.backends import TfliteBackend
 
-    def quantize(x, detail):
-        scale, zero = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
+    engine = TfliteBackend(path, threads=threads)
 
     def run(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(size):
-            raise ValueError(f"{path.name} takes N×3×{size[0]}×{size[1]} frames, got shape {x.shape}")
-        outs = []
-        for frame in x:
-            f = frame[None] if in_layout == "NCHW" else frame.transpose(1, 2, 0)[None]
-            f = quantize(f, inp) if np.issubdtype(inp["dtype"], np.integer) else f.astype(inp["dtype"])
-            it.set_tensor(inp["index"], np.ascontiguousarray(f))
-            it.invoke()
-            y = it.get_tensor(out["index"])
-            if np.issubdtype(out["dtype"], np.integer):
-                scale, zero = out["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
-            y = y[0] if out_layout == "NCHW" else y[0].transpose(2, 0, 1)
-            outs.append(np.clip(y.astype(np.float32), 0.0, 1.0))
-        return np.stack(outs)
+            raise ValueError(f"{Path(path).name} takes N×3×{size[0]}×{size[1]} frames, got shape {x.shape}")
+        return np.concatenate([np.clip(engine.run(frame[None]), 0.0, 1.0) for frame in x])
 
     return run
 
@@ -349,9 +329,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[tuple[int, int]],
-                  calib: np.ndarray | None) -> list[Exported]:
-    """One ``<stem>_<precision>_<H>x<W>.tflite`` per size (``_<precision>`` only added when the stem lacks it)."""
+def export_tflite(model, job) -> list[Exported]:
+    """One ``<stem>_<precision>_<H>x<W>.tflite`` per size of ``job.sizes`` (``_<precision>`` only added when the stem
+    lacks it); int16x8 splits the model's ``job.hints.int8_sensitive_weights``."""
+    out_dir, stem, precision, sizes, calib = job.out_dir, job.stem, job.precision, job.sizes, job.calib
+    split = tuple(job.hints.int8_sensitive_weights) if precision == "int16x8" else ()
     if precision not in PRECISIONS:
         raise TFLiteExportError(f"TFLite precision must be one of {PRECISIONS}, got {precision!r}")
     sizes = _check_sizes(sizes)
@@ -366,7 +348,7 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
         t0 = time.perf_counter()
         frames = fit_calibration(calib, size) if calib is not None else None
         with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:
-            saved = to_saved_model(model, size, Path(work), split_weights=precision == "int16x8")
+            saved = to_saved_model(model, size, Path(work), split_weights=split)
             data = convert_saved_model(saved, precision, frames)
         final = out_dir / f"{base}_{size[1]}x{size[0]}.tflite"
         atomic_write_bytes(final, data)
@@ -384,8 +366,9 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
             "delegates": "XNNPACK (CPU) by default; GPU delegate takes fp32/fp16 files; NNAPI/Hexagon/Edge TPU want int8",
         }}
         if precision == "int16x8":
-            extra["tflite"]["scheme"] = ("int16 activations, int8 weights, float32 I/O; the most sensitive weights "
-                                         f"({', '.join(SENSITIVE_WEIGHTS)}) split into int8 + int8 residual")
+            extra["tflite"]["scheme"] = "int16 activations, int8 weights, float32 I/O" + (
+                f"; the most sensitive weights ({', '.join(split)}) split into int8 + int8 residual" if split else
+                "; no weights split (the model's registry entry names no sensitive weights)")
         elif precision == "int8":
             extra["tflite"]["scheme"] = "int8 activations and weights (per-channel), int8 I/O"
         elif precision == "fp16":
@@ -393,7 +376,7 @@ def export_tflite(model, out_dir: Path, stem: str, precision: str, sizes: list[t
         results.append(Exported(
             path=final, target="tflite", format="tflite", precision=precision,
             inputs=[_io_entry(inp, size, "rainy")], outputs=[_io_entry(out, size, "derained")],
-            sizes=[list(size)], versions=versions(), runner=make_runner(final, size), extra=extra,
+            sizes=[list(size)], versions=versions(), extra=extra,
         ))
         log.info("tflite %s %dx%d: %s (%.1f s)", precision, *size, final, time.perf_counter() - t0)
     return results

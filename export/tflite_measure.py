@@ -20,6 +20,9 @@ import torch
 
 from derain_edge.files import atomic_write_text
 from derain_edge.imageio import read_pairs
+from derain_edge.registry import get_spec
+
+LPNET_SENSITIVE = get_spec("lpnet").export_hints.int8_sensitive_weights
 from derain_edge.sizes import parse_size, size_json
 from derain_edge.metrics import psnr_y, ssim_y
 from derain_edge.progress import progress
@@ -53,7 +56,7 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
     work = Path(tempfile.mkdtemp(prefix="derain-tflite-measure-"))
     saved = tflite.to_saved_model(model, size, work / "plain")
     # int16x8 gets its sensitive weights split (tflite.split_int8_weights), as export_tflite does
-    split = tflite.to_saved_model(model, size, work / "split", split_weights=True) if "int16x8" in precisions else None
+    split = tflite.to_saved_model(model, size, work / "split", split_weights=LPNET_SENSITIVE) if "int16x8" in precisions else None
     fitted = tflite.fit_calibration(calib, size)
     runners, files = {}, {}
     for p in progress(precisions, desc="convert", unit="model", leave=False):

@@ -39,19 +39,18 @@ class TritonRepositoryError(ValueError):
     """The model repository is inconsistent (config vs ONNX graph vs sidecar)."""
 
 
-def export_triton(model, out_dir: Path, stem: str, precision: str, sizes=None, calib=None, opset: int = 20,
-                  nodes_to_exclude: list[str] | None = None, max_batch: int = MAX_BATCH) -> list[Exported]:
+def export_triton(model, job) -> list[Exported]:
     """One model folder per size (one for dynamic H×W) under OUT/triton/; returns them as Exported for the
     exporter's parity/cost checks (the runner is onnxruntime on the repository's model.onnx)."""
     import tempfile
 
-    from .onnx_export import export_onnx, onnx_io, ort_runner, versions
+    from .onnx_export import export_onnx, onnx_io, versions
 
-    repo = Path(out_dir) / "triton"
+    precision, max_batch = job.precision, int(job.options.get("max_batch", MAX_BATCH))
+    repo = job.out_dir / "triton"
     results = []
     with tempfile.TemporaryDirectory(prefix="derain-triton-") as scratch:
-        kwargs = {"nodes_to_exclude": nodes_to_exclude} if nodes_to_exclude else {}
-        for exp in export_onnx(model, Path(scratch), stem, precision, sizes, calib, opset=opset, **kwargs):
+        for exp in export_onnx(model, job.replace(out_dir=Path(scratch))):
             name = Path(exp.path).stem  # lpnet_fp32, lpnet_fp32_640x480, …
             folder = repo / name
             if folder.exists():
@@ -77,7 +76,7 @@ def export_triton(model, out_dir: Path, stem: str, precision: str, sizes=None, c
             extra["companions"] = companions
             results.append(Exported(path=onnx_path, target="triton", format="onnx", precision=precision,
                                     inputs=inputs, outputs=outputs, sizes=exp.sizes, versions=versions(),
-                                    runner=ort_runner(onnx_path), extra=extra))
+                                    extra=extra))
     return results
 
 

@@ -44,8 +44,8 @@ EXPORT_PACKAGES = ("torch", "onnx", "onnxscript", "onnxslim")
 ONNX_ENGINES = ("onnxruntime", "openvino", "opencv")
 
 
-# threads: runtime.threads (below the backends, which take their default from it); re-exported here
-from .threads import available_cpus, default_threads, physical_cores, threads_reason  # noqa: E402,F401
+# threads: derain_edge.engines.threads (below the engines, which take their default from it); re-exported here
+from derain_edge.engines.threads import available_cpus, default_threads, physical_cores, threads_reason  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------------------------ ONNX cache
@@ -190,7 +190,7 @@ def fast_backend(net, weights: str | Path, backend: str = "auto", *, precision: 
     """A Backend for `net` (loaded from `weights`): `backend` "auto" tries engine_order(); an ONNX engine name
     ("onnxruntime", "openvino", "opencv") runs the cached export in that engine."""
     from . import backends as B
-    from .engines import open_onnx as _onnx
+    from .open_onnx import open_onnx as _onnx
 
     precision = precision or "fp32"
     name = name or type(net).__name__.lower()

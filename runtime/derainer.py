@@ -30,7 +30,7 @@ from derain_edge.imageio import ImageError, to_rgb_uint8
 from .backends import Backend
 from .loader import open_backend
 from .stabilize import TemporalStabilizer
-from .tiling import align_up, choose_size, pad_nchw, run_tiled
+from .tiling import run_fitted
 
 
 class Derainer:
@@ -129,21 +129,8 @@ class Derainer:
         return out
 
     def _fit(self, x: np.ndarray) -> np.ndarray:
-        eng = self.engine
-        h, w = x.shape[2:]
-        if eng.sizes == "dynamic":
-            if eng.max_size is not None and (h > eng.max_size[0] or w > eng.max_size[1]):
-                tile = (min(eng.max_size[0], align_up(h, self.align)), min(eng.max_size[1], align_up(w, self.align)))
-                return run_tiled(eng.run, x, tile, self.overlap)
-            hp, wp = align_up(h, self.align), align_up(w, self.align)
-            min_size = getattr(eng, "min_size", None)
-            if min_size:
-                hp, wp = max(hp, min_size[0]), max(wp, min_size[1])
-            return eng.run(pad_nchw(x, hp, wp))[:, :, :h, :w]
-        size, tiled = choose_size(h, w, eng.sizes)
-        if tiled:
-            return run_tiled(eng.run, x, size, self.overlap)
-        return eng.run(pad_nchw(x, *size))[:, :, :h, :w]
+        """The one fixed-size policy (derain_edge.engines.tiling.run_fitted), also what export measures with."""
+        return run_fitted(self.engine, x, self.overlap, self.align)
 
 
 class AsyncDerainer:

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from . import backends as B
-from .engines import open_onnx as _onnx, tensorrt_from_onnx as _tensorrt_from_onnx
+from .open_onnx import open_onnx as _onnx, tensorrt_from_onnx as _tensorrt_from_onnx
 from .contract import check_file, check_onnx_graph, check_value_ranges, probe
 from .errors import BackendError
 

@@ -301,11 +301,11 @@ def test_reference_cache_reuses_and_stays_bounded():
 
 
 def test_artifact_that_crashes_during_checks_is_removed_and_others_continue(monkeypatch, val_dir, tmp_path, capsys):
-    import export.onnx_export as OE
+    import export.artifact as A
 
-    real = OE.ort_runner
+    real = A.artifact_runner
 
-    def crashing(path, *args, **kwargs):
+    def crashing(path, *args, **kwargs):  # the runtime engine every artifact is measured with
         run = real(path, *args, **kwargs)
         if "fp16" not in str(path):
             return run
@@ -314,8 +314,7 @@ def test_artifact_that_crashes_during_checks_is_removed_and_others_continue(monk
             raise RuntimeError("kernel exploded")
         return bad
 
-    monkeypatch.setattr(OE, "ort_runner", crashing)
-    monkeypatch.setattr("export.jetson.ort_runner", crashing)
+    monkeypatch.setattr(A, "artifact_runner", crashing)
     out = tmp_path / "o"
     assert main(["--target", "onnx,jetson", "--precision", "fp16", "--val", str(val_dir), "--out", str(out)]) == 1
     captured = capsys.readouterr()
@@ -326,8 +325,8 @@ def test_artifact_that_crashes_during_checks_is_removed_and_others_continue(monk
 def test_precision_with_several_targets_skips_those_without_it():
     from export.exporter import validate
 
-    r = validate("all", "int16x8")
+    r = validate("all", precision="int16x8")
     assert [f.name for f in r.targets] == ["tflite"] and len(r.skipped) == 3
     assert any(s.startswith("jetson (no int16x8") for s in r.skipped)
     with pytest.raises(Exception, match="does not support precision fp32"):
-        validate("jetson", "fp32")
+        validate("jetson", precision="fp32")

@@ -15,6 +15,7 @@ ct = pytest.importorskip("coremltools", reason='CoreML export needs coremltools 
 
 import lpnet  # noqa: E402
 from export import coreml  # noqa: E402
+from export.job import ExportJob  # noqa: E402
 from export.sidecar import read_sidecar, write_sidecar  # noqa: E402
 
 SIZE = (32, 48)  # H, W: the caller's size; the camera defaults are added to it
@@ -29,7 +30,8 @@ def model():
 def packages(model, tmp_path_factory):
     """One conversion per precision, shared by the module's tests (each takes a few seconds)."""
     out = tmp_path_factory.mktemp("coreml")
-    return {p: coreml.export_coreml(model, out, "lpnet", p, [SIZE], None) for p in coreml.PRECISIONS}
+    return {p: coreml.export_coreml(model, ExportJob(out_dir=out, stem="lpnet", precision=p, sizes=[SIZE]))
+            for p in coreml.PRECISIONS}
 
 
 def _block(path: Path):
@@ -185,7 +187,7 @@ def test_parity_on_macos(packages, model, precision, min_db):
 
 def test_reexport_replaces_atomically(model, packages, tmp_path):
     out = packages["fp32"][0].path.parent
-    again = coreml.export_coreml(model, out, "lpnet_fp32", "fp32", [SIZE], None)[0]
+    again = coreml.export_coreml(model, ExportJob(out_dir=out, stem="lpnet_fp32", precision="fp32", sizes=[SIZE]))[0]
     assert again.path == out / "lpnet_fp32.mlpackage"  # stem already naming the precision is kept
     assert coreml.mil_ops(again.path) == coreml.mil_ops(packages["fp32"][0].path)
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]
@@ -206,9 +208,9 @@ def test_interrupted_save_leaves_nothing(tmp_path):
 
 def test_bad_arguments(model, tmp_path):
     with pytest.raises(coreml.CoreMLExportError, match="int16x8"):
-        coreml.export_coreml(model, tmp_path, "lpnet", "int16x8", [SIZE], None)
+        coreml.export_coreml(model, ExportJob(out_dir=tmp_path, stem="lpnet", precision="int16x8", sizes=[SIZE]))
     with pytest.raises(coreml.CoreMLExportError, match="positive"):
-        coreml.export_coreml(model, tmp_path, "lpnet", "fp16", [(0, 48)], None)
+        coreml.export_coreml(model, ExportJob(out_dir=tmp_path, stem="lpnet", precision="fp16", sizes=[(0, 48)]))
     with pytest.raises(coreml.CoreMLExportError, match="height, width"):
         coreml.enumerated_sizes(["480x640"])
     assert list(tmp_path.iterdir()) == []
@@ -220,5 +222,6 @@ def test_unconvertible_model_gives_clear_error(tmp_path):
             return x.cummax(dim=3).values
 
     with pytest.raises(coreml.CoreMLExportError, match="cummax"):
-        coreml.export_coreml(CumMax().eval(), tmp_path, "bad", "fp16", [(16, 16)], None)
+        coreml.export_coreml(CumMax().eval(),
+                             ExportJob(out_dir=tmp_path, stem="bad", precision="fp16", sizes=[(16, 16)]))
     assert not any(p.suffix == ".mlpackage" for p in tmp_path.iterdir())

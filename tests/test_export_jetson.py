@@ -23,6 +23,7 @@ from export import cost as C  # noqa: E402
 from export import tensorrt_build as TB  # noqa: E402
 from export.jetson import (build_script, export_jetson, float_tensors, parse_calibration_cache,  # noqa: E402
                            tensor_amax)
+from export.job import ExportJob  # noqa: E402
 from export.onnx_export import ort_runner  # noqa: E402
 from export.qdq import activation_scales, qdq_report  # noqa: E402
 
@@ -52,8 +53,8 @@ def calib():
 @pytest.fixture(scope="module")
 def bundle(model, calib, tmp_path_factory):
     out = tmp_path_factory.mktemp("jetson")
-    fp16 = export_jetson(model, out, "lpnet", "fp16", None, calib)[0]
-    int8 = export_jetson(model, out, "lpnet", "int8", None, calib)[0]
+    fp16 = export_jetson(model, ExportJob(out_dir=out, stem="lpnet", precision="fp16", calib=calib))[0]
+    int8 = export_jetson(model, ExportJob(out_dir=out, stem="lpnet", precision="int8", calib=calib))[0]
     return out / "lpnet_jetson", fp16, int8
 
 

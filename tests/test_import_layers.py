@@ -24,6 +24,8 @@ LAYERS = (
     ("core", ("derain_edge",)),                       # files, image I/O, metrics, rain, scenes, registry, optional deps
     ("models", ("lpnet", "anlcl_lite")),              # networks, their weights and training loops
     ("calibration", ("calibration",)),                # calibration sets for quantization
+    ("engines", ("derain_edge.engines",)),            # one engine per artifact format + the pad/tile policy: what
+                                                      # export measures with and runtime runs
     ("export", ("export",)),                          # artifacts, sidecars, accuracy cost
     ("runtime", ("runtime",)),                        # backends, Derainer, sources/sinks, the auto-export cache
     ("commands", COMMANDS),                           # derain-train/eval/synth/demo/export/run/bench/serve
@@ -118,6 +120,7 @@ def test_graph_sees_module_and_function_level_imports():
     assert "derain_edge.files" in graph["lpnet.weights"]           # module level
     assert "anlcl_lite.dcdgan" in graph["anlcl_lite.objectives"]    # inside a function
     assert "calibration.frames" in graph["calibration.store"]       # relative
+    assert "derain_edge.engines.backends" in graph["export.artifact"]  # export measures through the engines
 
 
 def test_no_import_circles():

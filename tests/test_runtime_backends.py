@@ -11,6 +11,7 @@ import pytest
 
 import lpnet
 from derain_edge.imageio import ImageError
+from export.job import ExportJob
 from runtime import BackendError
 from runtime import Derainer as _Derainer
 from runtime.backends import IOAdapter
@@ -93,7 +94,8 @@ def test_tflite_backend_matches_pytorch_with_padding(tmp_path_factory, reference
 
     out_dir = tmp_path_factory.mktemp("tflite")
     # 64×96: every pyramid level even, none 3 px wide (LiteRT cannot prepare those; see test_export_tflite)
-    (exp,) = export_tflite(lpnet.load_pretrained(), out_dir, "lpnet", "fp32", [(64, 96)], None)
+    (exp,) = export_tflite(lpnet.load_pretrained(), ExportJob(out_dir=out_dir, stem="lpnet", precision="fp32",
+                                                              sizes=[(64, 96)]))
     write_sidecar(exp.path, {"target": "tflite", "format": "tflite", "precision": "fp32", "model": "lpnet",
                              "weights_sha256": "0" * 64, "inputs": exp.inputs, "outputs": exp.outputs,
                              "sizes": exp.sizes})
@@ -228,7 +230,8 @@ def test_jetson_bundle_without_tensorrt_runs_its_onnx(tmp_path, reference):
     calib = np.stack([_frame(64, 96, s)[:, :, ::-1].transpose(2, 0, 1) for s in range(4)]).astype(np.float32) / 255
     model = lpnet.load_pretrained()
     for precision in ("fp16", "int8"):
-        (exp,) = export_jetson(model, tmp_path, "lpnet", precision, None, calib if precision == "int8" else None)
+        (exp,) = export_jetson(model, ExportJob(out_dir=tmp_path, stem="lpnet", precision=precision,
+                                                 calib=calib if precision == "int8" else None))
         write_sidecar(exp.path, {"target": "jetson", "format": "onnx", "precision": precision, "model": "lpnet",
                                  "weights_sha256": "0" * 64, "inputs": exp.inputs, "outputs": exp.outputs,
                                  "sizes": "dynamic"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import backends as B
+from derain_edge.engines import backends as B
 from .errors import BackendError
 
 

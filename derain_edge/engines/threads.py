@@ -1,5 +1,6 @@
 """How many inference threads: the idle cores, never all cores of a busy machine (rule in ``runtime.auto``'s
-docstring; ``DERAIN_EDGE_THREADS`` overrides it). Below every backend, which takes its default from here."""
+docstring; ``DERAIN_EDGE_THREADS`` overrides it). Below every engine, which takes its default from here
+(``runtime.auto`` re-exports these)."""
 from __future__ import annotations
 
 import logging
