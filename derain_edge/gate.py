@@ -5,7 +5,8 @@ texture, shifts flat colours). On a dry frame only the second happens. Rain is *
 O = B + S, Yang et al. CVPR'17): where the model removed rain, input − output is positive in luma and clustered
 along streaks; its side effects are small and of either sign. So, per pixel (luma residual r = Y_in − Y_out, 0–255):
 
-    m      = clip((G_σ * max(r, 0) − t0) / (t1 − t0), 0, 1), dilated by 3×3    streak pixels the model removed
+    r      = r − median(r)                                                    a uniform brightness shift is not rain
+    m      = clip((G_σ * r − t0) / (t1 − t0), 0, 1), dilated by 3×3          streak pixels the model removed
     c      = fraction of pixels with r > 10                                   how rainy the whole frame is
     g      = max(m, clip((c − c0) / (c1 − c0), 0, 1))                         heavy rain: the whole output
     result = input + g · (output − input)
@@ -13,7 +14,9 @@ along streaks; its side effects are small and of either sign. So, per pixel (lum
 No learned weights: numpy + OpenCV, a few ms at 640×480, the same for every backend (runtime.Derainer applies it
 after the engine, so ONNX/TFLite/CoreML/TensorRT artifacts need nothing extra; docs/runtime.md gives the formula for
 users who run an artifact without our runtime). Thresholds were chosen on the validation parts of the split
-(never the test parts); `derain-eval --suite --gate off` scores the model alone.
+(never the test parts); `derain-eval --suite` without `--gate` scores the model alone. The median step came from
+ANLCL-lite's G_B, which darkens every frame by ~15 grey levels (learned in stage 1): without it the
+coverage rule read that shift as rain everywhere and passed the whole output (numbers in docs/runtime.md).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ def gate_weights(inp: np.ndarray, out: np.ndarray, cfg: GateConfig = GateConfig(
     if inp.shape != out.shape or inp.ndim != 3 or inp.shape[2] != 3:
         raise ValueError(f"rain gate needs two H×W×3 frames of the same shape, got {inp.shape} and {out.shape}")
     r = inp.astype(np.float32) @ _LUMA - out.astype(np.float32) @ _LUMA
+    r -= np.float32(np.median(r[::4, ::4]))  # the frame's uniform brightness shift (a subsample: same value, 16× cheaper)
     removed = cv2.GaussianBlur(r, (0, 0), cfg.sigma)  # signed: a softened edge (+ and − side by side) cancels
     m = np.clip((removed - cfg.t0) / (cfg.t1 - cfg.t0), 0.0, 1.0)
     m = cv2.dilate(m, np.ones((3, 3), np.uint8))

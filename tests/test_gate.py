@@ -38,3 +38,14 @@ def test_identity_is_a_fixed_point_and_shapes_are_checked():
     assert np.array_equal(apply_gate(img, img), img)
     with pytest.raises(ValueError, match="same shape"):
         apply_gate(img, img[:10])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_uniform_brightness_shift_is_not_rain(seed):
+    """A model that darkens every frame (ANLCL-lite's G_B does, by ~15 grey levels) must not open the whole-frame gate
+    on a dry frame: the shift is removed before the rain coverage is measured."""
+    dry = make_clean(160, 120, seed=seed)
+    out = np.clip(_side_effects(dry).astype(np.int16) - 15, 0, 255).astype(np.uint8)
+    assert psnr_y(out, dry) < 27
+    assert gate_weights(dry, out).mean() < 0.2
+    assert psnr_y(apply_gate(dry, out), dry) > psnr_y(out, dry) + 6.0
