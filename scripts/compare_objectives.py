@@ -1,6 +1,6 @@
 """Scores several ANLCL-lite G_B weights (one per objective) on paired data and shows them side by side on real rain.
 
-Writes a Markdown table and JSON of PSNR-Y / SSIM-Y (derain_edge.evaluate, the literature's conventions) and a grid
+Writes a Markdown table and JSON of PSNR-Y / SSIM-Y (derain_edge.commands.evaluate, the literature's conventions) and a grid
 of real rainy photos (rows) through each model (columns), so the comparison in docs/anlcl.md can be redone.
 
 usage: python scripts/compare_objectives.py LABEL=WEIGHTS [LABEL=WEIGHTS …] [--lpnet] [--pairs DIR] [--real DIR]
@@ -20,7 +20,7 @@ import cv2
 
 import lpnet
 from anlcl_lite import load_weights
-from derain_edge.evaluate import evaluate_pairs
+from derain_edge.commands.evaluate import evaluate_pairs
 from derain_edge.files import atomic_write_text
 from derain_edge.imageio import read_image, write_image
 from derain_edge.infer import derain_rgb

@@ -2,7 +2,7 @@
 orientations it can derain: rain streaks have a dominant direction (near-vertical), and a small model learns it.
 
 Each row rotates/flips the rainy input, derains it, undoes the transform and scores against the clean image
-(PSNR-Y / SSIM-Y, derain_edge.evaluate's conventions).
+(PSNR-Y / SSIM-Y, derain_edge.commands.evaluate's conventions).
 
 usage: python scripts/orientation_check.py [--model lpnet|anlcl] [--pairs DIR]
        (default pairs: runs/rain100h/test, from rain100h_split.py)
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from derain_edge.evaluate import evaluate_pairs
+from derain_edge.commands.evaluate import evaluate_pairs
 from derain_edge.registry import list_models, load_model
 from derain_edge.imageio import ImageError
 

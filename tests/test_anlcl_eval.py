@@ -7,7 +7,7 @@ import torch
 import anlcl_lite
 from anlcl_lite import GeneratorConfig, LightGenerator, save_weights
 from anlcl_lite.weights import shipped_weights_path
-from derain_edge.evaluate import main
+from derain_edge.commands.evaluate import main
 from derain_edge.registry import list_models, load_model
 
 

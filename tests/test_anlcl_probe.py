@@ -170,7 +170,7 @@ def test_anchor_keeps_dry_frames_closer_than_without(data, tmp_path):
 
 
 def test_cli_takes_probe_and_recipe_options(data, tmp_path):
-    cmd = [sys.executable, "-m", "derain_edge.cli", "anlcl", "--clean", str(data / "clean"), "--rainy", str(data / "rainy"),
+    cmd = [sys.executable, "-m", "derain_edge.commands.train", "anlcl", "--clean", str(data / "clean"), "--rainy", str(data / "rainy"),
            "--out", str(tmp_path / "cli"), "--init-iters", "2", "--iters", "2", "--batch", "2", "--patch", "32",
            "--ndf", "8", "--width", "8", "--blocks", "2", "--n-query", "16", "--n-neg", "32", "--threads", "1",
            "--init-presets", "light,heavy", "--init-dry", "0.2", "--anchor", "0.5", "--probe", str(data / "heavy" / "val"),

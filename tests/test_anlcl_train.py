@@ -77,7 +77,7 @@ def _env():
 
 
 def _cmd(data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "derain_edge.cli", "anlcl", "--clean", str(data / "clean"), "--rainy", str(data / "rainy"),
+    return [sys.executable, "-m", "derain_edge.commands.train", "anlcl", "--clean", str(data / "clean"), "--rainy", str(data / "rainy"),
             "--out", str(out), "--init-iters", "4", "--iters", "16", "--batch", "2", "--patch", "32", "--ndf", "8",
             "--width", "8", "--blocks", "2", "--n-query", "16", "--n-neg", "32", "--ckpt-every", "2", "--log-every", "2",
             "--lr", "1e-3"]
@@ -182,7 +182,7 @@ def test_torchrun_two_gloo_processes_give_single_process_gradients(objective, da
 
 
 def test_cli_refuses_bad_input_clearly(data, tmp_path, capsys):
-    from derain_edge.cli import train_main
+    from derain_edge.commands.train import train_main
 
     assert train_main(["anlcl", "--rainy", str(data / "rainy")]) == 2
     assert "--clean" in capsys.readouterr().err

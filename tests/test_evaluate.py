@@ -1,4 +1,4 @@
-"""derain-eval (derain_edge.evaluate): scores, JSON record, saved images, and one-line errors for bad input."""
+"""derain-eval (derain_edge.commands.evaluate): scores, JSON record, saved images, and one-line errors for bad input."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from derain_edge.evaluate import ImageConversionWarning, evaluate_pairs, main
+from derain_edge.commands.evaluate import ImageConversionWarning, evaluate_pairs, main
 from derain_edge.registry import list_models
 from derain_edge.imageio import read_image
 from derain_edge.metrics import psnr_y, ssim_y

@@ -75,7 +75,7 @@ def test_synth_logs_progress_and_sheet_shows_written_pairs_within_budget(tmp_pat
     only written pairs, and the sheet PNG fits its budget even when colour reduction alone does not."""
     import cv2
 
-    from derain_edge import synth_cli
+    from derain_edge.commands import synth as synth_cli
 
     clean = tmp_path / "clean"
     clean.mkdir()

@@ -1,4 +1,4 @@
-"""Tests of the rain renderer (derain_edge.rain) and the derain-synth CLI (derain_edge.synth_cli)."""
+"""Tests of the rain renderer (derain_edge.rain) and the derain-synth CLI (derain_edge.commands.synth)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from derain_edge.rain import RainConfig, render_rain, residual_statistics, streak_angle
-from derain_edge.synth_cli import main as synth_main
+from derain_edge.commands.synth import main as synth_main
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLEAN_BSD = SHARED / "data" / "clean" / "cbsd68"

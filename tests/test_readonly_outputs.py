@@ -23,7 +23,7 @@ def test_bench_json_unwritable_fails_at_once(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_read_only_out_is_one_line(tmp_path, monkeypatch, capsys):
-    from derain_edge import demo
+    from derain_edge.commands import demo
 
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied", str(tmp_path / "ro"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import add_rain, make_clean, write_png
-from derain_edge.evaluate import main
+from derain_edge.commands.evaluate import main
 from derain_edge.suite import DRY_CAP, SCENES, Suite, evaluate_suite
 
 
@@ -100,7 +100,7 @@ def test_unwritable_json_fails_before_any_scoring(tiny_pairs, tmp_path, capsys):
 
 def test_json_destination_is_checked_before_scoring(tiny_pairs, tmp_path, capsys, monkeypatch):
     """Also as root: a --json whose parent is a file fails at once, before the model is even loaded."""
-    import derain_edge.evaluate as ev
+    import derain_edge.commands.evaluate as ev
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -121,7 +121,7 @@ def test_suite_argument_errors(argv, msg, capsys):
 
 def test_demo_scenes_cover_heavy_light_and_dry(tmp_path):
     import lpnet
-    from derain_edge.demo import synthetic_demo
+    from derain_edge.commands.demo import synthetic_demo
 
     scores = synthetic_demo(lpnet.LPNet().eval(), tmp_path, scenes=3)  # untrained LPNet: an exact identity
     assert [c for c, _, _ in scores] == ["heavy", "light", "dry"]

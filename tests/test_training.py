@@ -35,7 +35,7 @@ def _write_pairs(root: Path, n: int = 3, size=(48, 56)) -> Path:
 
 
 def _train_cmd(data: Path, out: Path, iters: int) -> list[str]:
-    return [sys.executable, "-m", "derain_edge.cli", "lpnet", "--pairs", str(data), "--val", str(data), "--out", str(out),
+    return [sys.executable, "-m", "derain_edge.commands.train", "lpnet", "--pairs", str(data), "--val", str(data), "--out", str(out),
             "--iters", str(iters), "--batch", "2", "--patch", "32", "--ckpt-every", "3", "--val-every", "6"]
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .files import atomic_write_bytes
-from .progress import progress, write
-from .imageio import IMAGE_SUFFIXES, ImageError, list_images, to_rgb_uint8, write_image
-from .rain import PRESET_NAMES, RainConfig, render_rain
+from derain_edge.files import atomic_write_bytes
+from derain_edge.progress import progress, write
+from derain_edge.imageio import IMAGE_SUFFIXES, ImageError, list_images, to_rgb_uint8, write_image
+from derain_edge.rain import PRESET_NAMES, RainConfig, render_rain
 
 PROG = "derain-synth"
 SHEET_WIDTH = 1400

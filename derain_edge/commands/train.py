@@ -1,4 +1,4 @@
-"""Console entry point derain-train (LPNet and ANLCL-lite) and the CLI error helper the other commands share."""
+"""Console entry point derain-train: LPNet (supervised) and ANLCL-lite (no clean ground truth)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .outputs import fail as _fail
+from derain_edge.outputs import fail as _fail
 
 
 def _setup_logging() -> None:

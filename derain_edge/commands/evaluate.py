@@ -6,7 +6,7 @@ reported score is the mean over images of the per-image values.
 
 Library use::
 
-    from derain_edge.evaluate import evaluate_pairs
+    from derain_edge.commands.evaluate import evaluate_pairs
     result = evaluate_pairs(lpnet.load_pretrained(), "rain100h/rainy", "rain100h/clean")
     result["psnr_y"], result["ssim_y"], result["per_image"]
 
@@ -28,12 +28,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .files import sha256_file
-from .files import atomic_write_text
-from .imageio import ImageError, list_pairs, read_image, write_image
-from .metrics import psnr, rgb_to_y, ssim
-from .outputs import fail as _fail
-from .registry import get_spec, is_model, list_models, load_model
+from derain_edge.files import sha256_file
+from derain_edge.files import atomic_write_text
+from derain_edge.imageio import ImageError, list_pairs, read_image, write_image
+from derain_edge.metrics import psnr, rgb_to_y, ssim
+from derain_edge.outputs import fail as _fail
+from derain_edge.registry import get_spec, is_model, list_models, load_model
 
 PROG = "derain-eval"
 SSIM_WINDOW = 11
@@ -113,7 +113,7 @@ def evaluate_pairs(
     if model_or_None is not None:
         from torch import nn
 
-        from .infer import derain_rgb
+        from derain_edge.infer import derain_rgb
 
         if isinstance(model_or_None, nn.Module):
             was_training = model_or_None.training
@@ -126,7 +126,7 @@ def evaluate_pairs(
     per_image, skipped = [], []
     iterator = pairs
     if progress:
-        from .progress import progress as bar
+        from derain_edge.progress import progress as bar
 
         iterator = bar(pairs, desc="evaluating", unit="img", leave=False, file=sys.stderr, dynamic_ncols=True)
     try:
@@ -277,7 +277,7 @@ def _derainer(model_name: str, weights, gate: bool = False):
     with `gate`, the rain gate follows the model."""
     run, model, path = _ungated(model_name, weights)
     if gate:
-        from .gate import apply_gate
+        from derain_edge.gate import apply_gate
 
         return (lambda rgb: apply_gate(rgb, run(rgb))), model, path
     return run, model, path
@@ -286,7 +286,7 @@ def _derainer(model_name: str, weights, gate: bool = False):
 def _ungated(model_name: str, weights):
     if is_model(model_name):
         model, path = load_model(model_name, weights)
-        from .infer import derain_rgb
+        from derain_edge.infer import derain_rgb
 
         return (lambda rgb: derain_rgb(model, rgb)), model, path
     if weights is not None:
@@ -378,8 +378,8 @@ def _print_skipped(skipped: list[dict]) -> None:
 
 
 def _suite_main(args, command: str) -> int:
-    from .progress import progress
-    from .suite import SCENES, Suite, default_suite, evaluate_suite, format_suite
+    from derain_edge.progress import progress
+    from derain_edge.suite import SCENES, Suite, default_suite, evaluate_suite, format_suite
 
     for flag, value in (("--rainy", args.rainy), ("--clean", args.clean), ("--save", args.save)):
         if value is not None:

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from .progress import progress
+from derain_edge.progress import progress
 
-from .imageio import ImageError, list_images, read_image, write_image
-from .infer import derain_rgb
-from .metrics import psnr_y
-from .pictures import grid, label
+from derain_edge.imageio import ImageError, list_images, read_image, write_image
+from derain_edge.infer import derain_rgb
+from derain_edge.metrics import psnr_y
+from derain_edge.pictures import grid, label
 
 
 def _load_model(weights: str | None):
@@ -31,9 +31,9 @@ CONDITIONS = ("heavy", "light", "dry")
 
 def synthetic_demo(model, out: Path, scenes: int = 3, seed: int = 0, gate: bool = True) -> list[tuple[str, float, float]]:
     """(condition, input PSNR-Y, output PSNR-Y) per scene; dry scenes are scored output vs input (input: inf)."""
-    from .gate import apply_gate
-    from .rain import RainConfig, render_rain
-    from .scenes import dead_leaves
+    from derain_edge.gate import apply_gate
+    from derain_edge.rain import RainConfig, render_rain
+    from derain_edge.scenes import dead_leaves
 
     rows, scores = [], []
     for i in progress(range(scenes), desc="demo scenes", unit="scene"):
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a read-only or full output folder: one line, no traceback
-        from .outputs import os_error_line
+        from derain_edge.outputs import os_error_line
 
         print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 1
