@@ -1,6 +1,7 @@
 """derain-bench: latency of every backend available here against PyTorch eager, measured in the same run.
 
     derain-bench                                        # LPNet at 640x480: eager, ORT, OpenVINO, cv2.dnn
+    derain-bench --model anlcl                          # any registered network (derain_edge.registry) instead
     derain-bench --model exports/lpnet_fp32.onnx --model exports/lpnet_int8_qdq.onnx --size 640x480 --size 1280x720
     derain-bench --json bench.json
 
@@ -151,6 +152,21 @@ def _tag(threads: int) -> str:
     return f"{threads} thread" + ("s" if threads > 1 else "")
 
 
+def split_models(values: list[str]) -> tuple[str, list[str]]:
+    """``--model`` values → (the registered network to bench on every backend, artifact paths). ValueError naming
+    the problem for a value that is neither, or for two networks."""
+    from derain_edge.registry import is_model, list_models
+
+    nets = [m for m in values if is_model(m)]
+    artifacts = [m for m in values if not is_model(m)]
+    for m in artifacts:
+        if not Path(m).exists():
+            raise ValueError(f"{m}: no such file or folder, and not a registered model ({', '.join(list_models())})")
+    if len(set(nets)) > 1:
+        raise ValueError(f"one network per run, got {', '.join(dict.fromkeys(nets))} (run derain-bench once each)")
+    return (nets[0] if nets else "lpnet"), artifacts
+
+
 def candidates(args, onnx_fp32: Path | None, onnx_int8: Path | None) -> list[Candidate]:
     """Every (backend, precision, thread count) to measure; unavailable ones are reported, not fatal."""
     from derain_edge.optional import importable
@@ -158,14 +174,15 @@ def candidates(args, onnx_fp32: Path | None, onnx_int8: Path | None) -> list[Can
     from .derainer import Derainer
 
     have_ov = importable("openvino")
+    net, artifacts = split_models(args.model)
     out = []
     for t in thread_counts(args):
         tag = _tag(t)
-        out.append(Candidate(f"pytorch-fp32 ({tag})", "fp32", lambda t=t: Derainer(None, "pytorch", threads=t),
-                             "shipped weights"))
+        out.append(Candidate(f"pytorch-fp32 ({tag})", "fp32",
+                             lambda t=t: Derainer(None, "pytorch", threads=t, model_name=net), "shipped weights"))
         if args.compile:
             out.append(Candidate(f"pytorch-compile-fp32 ({tag})", "fp32",
-                                 lambda t=t: Derainer(None, "pytorch-compile", threads=t)))
+                                 lambda t=t: Derainer(None, "pytorch-compile", threads=t, model_name=net)))
         if onnx_fp32 is not None:
             out.append(Candidate(f"onnxruntime-fp32 ({tag})", "fp32",
                                  lambda t=t: Derainer(onnx_fp32, "onnxruntime", threads=t), onnx_fp32.name))
@@ -186,16 +203,17 @@ def candidates(args, onnx_fp32: Path | None, onnx_int8: Path | None) -> list[Can
             if have_ov:
                 out.append(Candidate(f"openvino-int8 ({tag})", "int8",
                                      lambda t=t: Derainer(onnx_int8, "openvino", threads=t), onnx_int8.name))
-        for m in args.model:
+        for m in artifacts:
             out.append(Candidate(f"artifact:{Path(m).name} ({tag})", "?",
                                  lambda m=m, t=t: Derainer(m, "auto", threads=t), str(m)))
     try:
         import torch
 
         if torch.cuda.is_available():
-            out.append(Candidate("pytorch-fp16 (cuda)", "fp16",
-                                 lambda: Derainer(None, "pytorch", device="cuda", precision="fp16")))
-            out.append(Candidate("pytorch-fp32 (cuda)", "fp32", lambda: Derainer(None, "pytorch", device="cuda")))
+            out.append(Candidate("pytorch-fp16 (cuda)", "fp16", lambda: Derainer(
+                None, "pytorch", device="cuda", precision="fp16", model_name=net)))
+            out.append(Candidate("pytorch-fp32 (cuda)", "fp32",
+                                 lambda: Derainer(None, "pytorch", device="cuda", model_name=net)))
     except ImportError:
         pass
     return out
@@ -209,7 +227,8 @@ def _export(work: Path, args) -> tuple[Path | None, Path | None]:
         return None, None
     from export import exporter
 
-    request = exporter.validate("onnx", precision="fp32", out=work, val_limit=2, calib_count=8, allow_degraded=True)
+    request = exporter.validate("onnx", precision="fp32", model=split_models(args.model)[0], out=work, val_limit=2,
+                                calib_count=8, allow_degraded=True)
     if not args.no_int8:
         request.precisions["onnx"] = ("fp32", "int8")
     report = exporter.run(request, write=lambda line: None, progress=False)
@@ -221,8 +240,8 @@ def run_bench(args) -> dict:
     import torch
     from derain_edge.progress import progress
 
-    import lpnet
     from derain_edge.metrics import psnr_y
+    from derain_edge.registry import load_model
 
     from .demo import DemoSource
 
@@ -241,7 +260,8 @@ def run_bench(args) -> dict:
         except (RuntimeErrorBase, ValueError, ImportError, RuntimeError) as e:
             c.error = str(e).splitlines()[0]
     live = [c for c in cands if c.error is None]
-    model = lpnet.load_pretrained()
+    net = split_models(args.model)[0]
+    model = load_model(net)[0]
     results, speedups, speedups_fp32, best_of, best_fp32_of, baseline_of, macs_of = [], {}, {}, {}, {}, {}, {}
     total = len(sizes) * len(live) * (args.warmup + args.iters)
     bar = progress(total=total, desc=PROG, unit="run")
@@ -305,6 +325,7 @@ def run_bench(args) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cores": _cores(), "threads": args.threads, "torch": torch.__version__,
                     "loadavg_at_end": load, "cuda": torch.cuda.is_available()},
+        "model": net,
         "settings": {"warmup": args.warmup, "iters": args.iters, "rounds": args.rounds,
                      "thread_counts": thread_counts(args)},
         "macs_per_frame": macs_of,
@@ -335,7 +356,7 @@ def table(report: dict) -> str:
 
 def summary(report: dict) -> str:
     roof = report["conv_throughput"]
-    out = [table(report), ""]
+    out = [f"model: {report.get('model', 'lpnet')} (shipped weights on every backend)", table(report), ""]
     for key, macs in report["macs_per_frame"].items():
         out.append(f"{key}: {macs / 1e9:.2f} GMAC/frame; baseline {report['eager_baseline'][key]['backend']} "
                    f"{report['eager_baseline'][key]['p50_ms']:.1f} ms; best {report['best'][key]} "
@@ -359,10 +380,13 @@ def summary(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from derain_edge.registry import list_models
+
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", action="append", default=[], metavar="ARTIFACT",
-                   help="an exported artifact to bench as well (repeatable); an ONNX of the shipped weights is "
-                        "exported and benched on onnxruntime/OpenVINO/OpenCV anyway")
+    p.add_argument("--model", action="append", default=[], metavar="NAME|ARTIFACT",
+                   help=f"a registered network ({', '.join(list_models())}; default lpnet) whose shipped weights are benched on "
+                        "every backend (exported to ONNX for onnxruntime/OpenVINO/OpenCV), or an exported artifact "
+                        "to bench as well (repeatable)")
     p.add_argument("--size", action="append", type=parse_size, metavar="WxH", help="frame size (repeatable; default 640x480)")
     p.add_argument("--json", metavar="FILE", help="write the full results as JSON")
     p.add_argument("--warmup", type=int, default=3, metavar="N",
@@ -390,9 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.iters < 1 or args.warmup < 0 or args.threads < 1:
         return _fail("--iters and --threads must be ≥ 1, --warmup ≥ 0")
-    for m in args.model:
-        if not Path(m).exists():
-            return _fail(f"{m}: no such file or folder")
+    try:
+        split_models(args.model)
+    except ValueError as e:
+        return _fail(str(e))
     if args.json:
         from derain_edge.outputs import check_writable, os_error_line
 

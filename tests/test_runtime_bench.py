@@ -61,3 +61,26 @@ def test_percentiles_and_bad_arguments(capsys, tmp_path):
     assert main(["--iters", "0"]) == 2
     assert main(["--model", str(tmp_path / "missing.onnx")]) == 2
     assert "error: " in capsys.readouterr().err
+    assert main(["--model", "lpnet", "--model", "anlcl"]) == 2
+    assert "one network per run" in capsys.readouterr().err
+    assert main(["--model", "lpnte"]) == 2
+    assert "not a registered model (lpnet, anlcl" in capsys.readouterr().err
+
+
+def test_any_registered_model(tmp_path):
+    """--model NAME benches that network's shipped weights on every backend (exported by the exporter)."""
+    from derain_edge.registry import load_model
+
+    out = tmp_path / "anlcl.json"
+    assert main(["--model", "anlcl", "--size", "64x48", "--iters", "2", "--warmup", "1", "--rounds", "1",
+                 "--threads", "1", "--no-one-thread", "--no-int8", "--skip-opencv", "--skip-streaming",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["model"] == "anlcl"
+    assert report["macs_per_frame"]["64x48"] == macs_per_frame(load_model("anlcl")[0], (48, 64))
+    assert report["macs_per_frame"]["64x48"] != macs_per_frame(load_model("lpnet")[0], (48, 64))
+    rows = {r["backend"]: r for r in report["results"]}
+    assert {"pytorch-fp32 (1 thread)", "onnxruntime-fp32 (1 thread)"} <= set(rows)
+    # the ONNX is anlcl's: it reproduces anlcl's eager output
+    q = rows["onnxruntime-fp32 (1 thread)"]["psnr_y_vs_eager_db"]
+    assert q is None or q > 50
