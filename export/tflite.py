@@ -1,7 +1,8 @@
 """TFLite / LiteRT target: one ``.tflite`` per frame size, fp32, fp16, int16x8 or full int8, checked in LiteRT.
 
 Route (docs/toolchain.md §5b–c): PyTorch → ONNX at a fixed size (``export.onnx_export.torch_to_onnx``) →
-onnx2tf → TensorFlow SavedModel → ``tf.lite.TFLiteConverter.from_saved_model`` with per-precision options:
+onnx2tf → the Keras model in memory (``disable_model_save``: onnx2tf's own SavedModel and its two .tflite files cost
+~20 s per size and are not used) → ``tf.lite.TFLiteConverter.from_concrete_functions`` with per-precision options:
 
 =========  ===========================================================  =========================================
 precision  converter options                                             I/O
@@ -42,12 +43,11 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int16x8", "int8")
 NEEDS_CALIB = ("int16x8", "int8")
 _ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
-# Representative-dataset frames per size: about CALIB_PIXELS pixels in all, between 8 and 64 frames. The
-# calibrator runs every frame through the float model op by op (minutes per 30 frames at 480×640 on 2 cores), and a
-# fully convolutional net's activation ranges need pixels, not many frames.
-CALIB_PIXELS = 10_000_000
-MIN_CALIB, MAX_CALIB = 8, 64
-
+# Representative dataset per size: the calibration frames at their own scale, packed side by side into frames of the
+# artifact's size (``fit_calibration``), about CALIB_PIXELS pixels in all. The calibrator runs every frame through the
+# float model op by op (~4 µs per pixel on 2 cores), and a fully convolutional net's activation ranges need pixels of
+# real content, not upscaled copies: the same frames then calibrate every size.
+CALIB_PIXELS = 4_000_000
 
 class TFLiteExportError(ValueError):
     """Bad arguments or a failed conversion step, with the reason."""
@@ -81,23 +81,26 @@ def _check_calib(calib, precision: str) -> np.ndarray | None:
 
 
 def fit_calibration(calib: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Calibration frames at `size` as NHWC: centre crops when large enough (keeps the rain's scale), else resized.
+    """Representative frames at `size` as NHWC, built from the calibration frames at their own scale.
 
-    Only the first frames up to the pixel budget (CALIB_PIXELS) are used."""
-    import cv2
-
+    Frames smaller than `size` are packed on a grid (as many as fit), the strips left at the right and bottom mirror
+    the grid, and the last frame cycles back to the first frames; a frame larger than `size` in a side is
+    centre-cropped there (one per frame). Why: rain and texture keep the scale the camera saw (an upscaled frame
+    calibrates on blur), and every size sees the same pixels. About CALIB_PIXELS pixels in all, at least one frame."""
     h, w = size
-    count = int(np.clip(round(CALIB_PIXELS / (h * w)), MIN_CALIB, MAX_CALIB))
-    out = []
-    for img in calib[:count].transpose(0, 2, 3, 1):
-        ih, iw = img.shape[:2]
-        if ih < h or iw < w:  # upscale just enough to cover, then crop
-            s = max(h / ih, w / iw)
-            img = cv2.resize(img, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_LINEAR)
-            ih, iw = img.shape[:2]
-        y, x = (ih - h) // 2, (iw - w) // 2
-        out.append(np.clip(img[y:y + h, x:x + w], 0.0, 1.0))
-    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+    frames = np.clip(np.asarray(calib, np.float32).transpose(0, 2, 3, 1), 0.0, 1.0)
+    fh, fw = min(frames.shape[1], h), min(frames.shape[2], w)
+    y, x = (frames.shape[1] - fh) // 2, (frames.shape[2] - fw) // 2
+    frames = frames[:, y:y + fh, x:x + fw]  # centre crop of the sides that are too large
+    rows, cols = h // fh, w // fw
+    per = rows * cols
+    count = int(np.clip(round(CALIB_PIXELS / (h * w)), 1, -(-len(frames) // per)))
+    out = np.empty((count, h, w, 3), np.float32)
+    for i in range(count):
+        cells = [frames[(i * per + k) % len(frames)] for k in range(per)]
+        grid = np.concatenate([np.concatenate(cells[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+        out[i] = np.pad(grid, ((0, h - grid.shape[0]), (0, w - grid.shape[1]), (0, 0)), mode="symmetric")
+    return out
 
 
 def unshare_conv_biases(onnx_path: Path) -> int:
@@ -193,8 +196,8 @@ def split_int8_weights(onnx_path: Path, weight_names) -> int:
     return count
 
 
-def to_saved_model(model, size: tuple[int, int], work: Path, split_weights=()) -> Path:
-    """PyTorch → fixed-size ONNX → onnx2tf SavedModel inside `work`; returns the SavedModel folder.
+def to_keras(model, size: tuple[int, int], work: Path, split_weights=()):
+    """PyTorch → fixed-size ONNX (inside `work`) → onnx2tf → the Keras model, in memory.
 
     `split_weights`: weight names to split with `split_int8_weights` (int16x8: the model's sensitive weights)."""
     from .onnx_export import torch_to_onnx
@@ -208,23 +211,28 @@ def to_saved_model(model, size: tuple[int, int], work: Path, split_weights=()) -
         split_int8_weights(onnx_path, tuple(split_weights))
     # onnx2tf's output check loads this from the working folder or downloads it from GitHub: give it a local one
     np.save(work / _ONNX2TF_SAMPLE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-    saved = work / "saved_model"
     chatter = io.StringIO()
     try:
         with contextlib.chdir(work), contextlib.redirect_stdout(chatter):
-            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved), non_verbose=True)
+            keras_model = onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "tf"),
+                                          non_verbose=True, disable_model_save=True)
     except Exception as e:
         tail = "\n".join(chatter.getvalue().strip().splitlines()[-5:])
         raise TFLiteExportError(f"onnx2tf failed at {size[1]}x{size[0]}: {type(e).__name__}: {e}\n{tail}") from e
-    if not (saved / "saved_model.pb").is_file():
-        raise TFLiteExportError(f"onnx2tf wrote no SavedModel at {size[1]}x{size[0]}:\n{chatter.getvalue()[-800:]}")
-    return saved
+    if keras_model is None or not getattr(keras_model, "inputs", None):
+        raise TFLiteExportError(f"onnx2tf returned no model at {size[1]}x{size[0]}:\n{chatter.getvalue()[-800:]}")
+    return keras_model
 
 
-def convert_saved_model(saved: Path, precision: str, calib_nhwc: np.ndarray | None) -> bytes:
-    """SavedModel → .tflite bytes with the converter options of `precision` (table in the module docstring)."""
+def convert_keras(keras_model, precision: str, calib_nhwc: np.ndarray | None) -> bytes:
+    """Keras model → .tflite bytes with the converter options of `precision` (table in the module docstring).
+
+    Converted from a concrete function of the model's fixed input signature: ``from_keras_model`` would first save a
+    SavedModel (~7 s per call) for the same graph."""
     tf = _require("tensorflow")
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    signature = [tf.TensorSpec(t.shape, t.dtype, t.name) for t in keras_model.inputs]
+    function = tf.function(lambda *inputs: keras_model(inputs), input_signature=signature).get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([function], keras_model)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -348,8 +356,7 @@ def export_tflite(model, job) -> list[Exported]:
         t0 = time.perf_counter()
         frames = fit_calibration(calib, size) if calib is not None else None
         with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:
-            saved = to_saved_model(model, size, Path(work), split_weights=split)
-            data = convert_saved_model(saved, precision, frames)
+            data = convert_keras(to_keras(model, size, Path(work), split_weights=split), precision, frames)
         final = out_dir / f"{base}_{size[1]}x{size[0]}.tflite"
         atomic_write_bytes(final, data)
         try:
@@ -359,7 +366,7 @@ def export_tflite(model, job) -> list[Exported]:
             raise TFLiteExportError(f"LiteRT cannot run the converted model at {size[1]}x{size[0]}: {e}") from e
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         extra = {"tflite": {
-            "converter": "onnx2tf → tf.lite.TFLiteConverter.from_saved_model",
+            "converter": "onnx2tf → tf.lite.TFLiteConverter.from_concrete_functions",
             "io_dtype": np.dtype(inp["dtype"]).name,
             "tensor_dtypes": tensor_dtypes(final),
             "calibration_frames": None if frames is None else int(len(frames)),

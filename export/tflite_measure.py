@@ -54,15 +54,15 @@ def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np
         raise SystemExit(f"error: no rainy/clean pairs under {pairs_dir}")
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="derain-tflite-measure-"))
-    saved = tflite.to_saved_model(model, size, work / "plain")
+    plain = tflite.to_keras(model, size, work / "plain")
     # int16x8 gets its sensitive weights split (tflite.split_int8_weights), as export_tflite does
-    split = tflite.to_saved_model(model, size, work / "split", split_weights=LPNET_SENSITIVE) if "int16x8" in precisions else None
+    split = tflite.to_keras(model, size, work / "split", split_weights=LPNET_SENSITIVE) if "int16x8" in precisions else None
     fitted = tflite.fit_calibration(calib, size)
     runners, files = {}, {}
     for p in progress(precisions, desc="convert", unit="model", leave=False):
         path = (keep or work) / f"lpnet_{p}_{size[1]}x{size[0]}.tflite"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(tflite.convert_saved_model(split if p == "int16x8" else saved, p,
+        path.write_bytes(tflite.convert_keras(split if p == "int16x8" else plain, p,
                                                   fitted if p in tflite.NEEDS_CALIB else None))
         runners[p], files[p] = tflite.make_runner(path, size), path
     convert_s = time.perf_counter() - t0

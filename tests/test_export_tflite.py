@@ -66,18 +66,18 @@ def frames(model):
 
 @pytest.fixture(scope="module")
 def converted(model, calib, tmp_path_factory):
-    """{precision: .tflite path}: int16x8 from a SavedModel with split sensitive weights (as export_tflite does), the
+    """{precision: .tflite path}: int16x8 from a Keras model with split sensitive weights (as export_tflite does), the
     rest and "int16x8-plain" (no split, for comparison) from the plain one."""
     work = tmp_path_factory.mktemp("tflite")
-    saved = tflite.to_saved_model(model, SIZE, work / "plain")
-    split = tflite.to_saved_model(model, SIZE, work / "split", split_weights=LPNET_SENSITIVE)
+    plain = tflite.to_keras(model, SIZE, work / "plain")
+    split = tflite.to_keras(model, SIZE, work / "split", split_weights=LPNET_SENSITIVE)
     fitted = tflite.fit_calibration(calib, SIZE)
     out = {}
     for precision in [*tflite.PRECISIONS, "int16x8-plain"]:
         base = precision.split("-")[0]
         path = work / f"{precision}.tflite"
-        source = split if precision == "int16x8" else saved
-        path.write_bytes(tflite.convert_saved_model(source, base, fitted if base in tflite.NEEDS_CALIB else None))
+        source = split if precision == "int16x8" else plain
+        path.write_bytes(tflite.convert_keras(source, base, fitted if base in tflite.NEEDS_CALIB else None))
         out[precision] = path
     return out
 
@@ -131,9 +131,9 @@ def heavy_only_int16x8(calib, tmp_path_factory):
     fitted = tflite.fit_calibration(calib, SIZE)
     out = {}
     for name, split in (("int16x8", LPNET_SENSITIVE), ("int16x8-plain", ())):
-        saved = tflite.to_saved_model(heavy, SIZE, work / name, split_weights=split)
+        keras_model = tflite.to_keras(heavy, SIZE, work / name, split_weights=split)
         path = work / f"{name}.tflite"
-        path.write_bytes(tflite.convert_saved_model(saved, "int16x8", fitted))
+        path.write_bytes(tflite.convert_keras(keras_model, "int16x8", fitted))
         out[name] = path
     return heavy, out
 
@@ -278,8 +278,18 @@ def test_calibration_fitting():
     fitted = tflite.fit_calibration(big, (64, 96))
     assert fitted.shape == (3, 64, 96, 3)
     np.testing.assert_array_equal(fitted[0], big[0, :, 8:72, 12:108].transpose(1, 2, 0))  # centre crop
-    small = tflite.fit_calibration(big[:, :, :40, :40], (64, 96))
-    assert small.shape == (3, 64, 96, 3) and 0 <= small.min() and small.max() <= 1
+    # small frames keep their scale: packed 1×2 per frame, the 24-px strip below mirrors them, the last cell cycles
+    small = big[:, :, :40, :48]
+    packed = tflite.fit_calibration(small, (64, 96))
+    assert packed.shape == (2, 64, 96, 3)
+    hwc = small.transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(packed[0, :40, :48], hwc[0])
+    np.testing.assert_array_equal(packed[0, :40, 48:], hwc[1])
+    np.testing.assert_array_equal(packed[1, :40, 48:], hwc[0])
+    np.testing.assert_array_equal(packed[0, 40:64, :48], hwc[0, ::-1][:24])
+    # the pixel budget bounds the work at large sizes: one 1080×1920 frame holds 24 of 320×240
+    many = np.random.default_rng(1).random((32, 3, 240, 320), dtype=np.float32)
+    assert tflite.fit_calibration(many, (1080, 1920)).shape[0] == 2
 
 
 @pytest.mark.parametrize("precision", ["int8", "int16x8"])
