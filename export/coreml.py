@@ -36,12 +36,11 @@ import torch
 from torch import nn
 
 from .artifact import Exported, unique_sizes
+from .formats import BY_NAME, DEFAULT_SIZES
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
-# (H, W): VGA, 720p and 1080p camera frames, landscape.
-DEFAULT_SIZES = ((480, 640), (720, 1280), (1080, 1920))
+PRECISIONS = BY_NAME["coreml"].precisions  # the formats table's row (export.formats)
 INPUT_NAME, OUTPUT_NAME = "rainy", "derained"
 DEPLOYMENT_TARGET = "iOS17"
 NO_PREDICT_REASON = "CoreML prediction needs macOS"
@@ -120,10 +119,8 @@ def export_coreml(model: nn.Module, job) -> list[Exported]:
 
     ``job.calib`` is not used: CoreML weight quantization needs no data, and activation quantization needs macOS.
     """
+    job.check(BY_NAME["coreml"], CoreMLExportError)
     out_dir, stem, precision, sizes = job.out_dir, job.stem, job.precision, job.sizes
-    if precision not in PRECISIONS:
-        raise CoreMLExportError(f"CoreML precision must be one of {PRECISIONS}, got {precision!r} "
-                                "(int16x8 is a TFLite scheme)")
     from derain_edge.optional import require
 
     ct = require("coremltools", "coreml")  # MissingDependency with the exact pip command

@@ -30,6 +30,7 @@ class Format:
     description: str
     qdq: bool = False               # writes an INT8 Q/DQ ONNX: a missed INT8 limit is recovered by keeping the
                                     # sensitive nodes in float (export.sensitivity, ExportJob.nodes_to_exclude)
+    calibrated: tuple[str, ...] = ("int8",)  # precisions that need calibration frames (CoreML int8 is weights-only)
 
 
 FORMATS: tuple[Format, ...] = (
@@ -41,11 +42,12 @@ FORMATS: tuple[Format, ...] = (
            "Jetson/TensorRT bundle: FP16 ONNX, INT8 Q/DQ ONNX, calibration cache, build_engine.sh", qdq=True),
     Format("coreml", ("ios", "mlpackage", "mlmodel", "apple"), ".mlpackage", ("fp32", "fp16", "int8"), ("fp16",),
            False, "coreml", "export.coreml:export_coreml", ("coremltools",),
-           "CoreML ML program, ImageType I/O, enumerated camera sizes"),
+           "CoreML ML program, ImageType I/O, enumerated camera sizes", calibrated=()),
     Format("tflite", ("lite", "litert", "tfl", "android"), ".tflite", ("fp32", "fp16", "int16x8", "int8"),
            ("fp16", "int16x8"), False, "tflite", "export.tflite:export_tflite",
            ("onnx", "onnxscript", "onnxslim", "onnxruntime", "tensorflow", "onnx2tf", "ai_edge_litert"),
-           "TFLite via onnx2tf + TFLiteConverter, one file per size, parity in LiteRT"),
+           "TFLite via onnx2tf + TFLiteConverter, one file per size, parity in LiteRT",
+           calibrated=("int16x8", "int8")),
 )
 
 # Server-side formats: named explicitly, not part of `--target all` (which means the edge artifacts above).

@@ -181,11 +181,12 @@ def export_jetson(model, job) -> list[Exported]:
     The ONNX files keep dynamic H×W; ``job.sizes`` sets the TensorRT optimisation profile (min/opt/max) of the build
     lines.
     """
+    from .formats import BY_NAME
+
+    job.check(BY_NAME["jetson"])
     out_dir, stem, precision, sizes, calib = job.out_dir, job.stem, job.precision, job.sizes, job.calib
     nodes_to_exclude = list(job.nodes_to_exclude) or None
     method = job.options.get("method", "minmax")
-    if precision not in ("fp16", "int8"):
-        raise ValueError(f"jetson exports fp16 or int8, not {precision}")
     bundle = Path(out_dir) / f"{stem}_jetson"
     bundle.mkdir(parents=True, exist_ok=True)
     profile = _profile_from_sizes(sizes)
@@ -196,8 +197,6 @@ def export_jetson(model, job) -> list[Exported]:
         path = to_fp16(base, bundle / f"{stem}_fp16.onnx")
         extra["fp16_choice"] = "FP16 ONNX (float32 I/O): builds FP16 on TensorRT 10 (--fp16) and 11 (strongly typed)"
     else:
-        if calib is None:
-            raise ValueError("jetson int8 needs a calibration set")
         path = quantize_qdq(base, bundle / f"{stem}_int8_qdq.onnx", calib, method=method,
                             nodes_to_exclude=nodes_to_exclude)
         report = qdq_report(path)

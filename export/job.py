@@ -6,6 +6,11 @@ validation pairs (``val``, measured by the exporter after the target returns), t
 registry (``hints``: e.g. TFLite int16x8 splits ``hints.int8_sensitive_weights``), the ONNX opset, the nodes to keep
 in float in an INT8 Q/DQ graph, and target-specific ``options`` (jetson: ``method``; triton: ``max_batch``).
 
+``ExportJob.check(fmt, error)`` is the one check of a job against its target's row of the formats table
+(``export.formats``): every ``export_<target>`` calls it first, so a bad precision, size or calibration set fails
+the same way, before any work, whichever target it is given to. (Command-line arguments are checked earlier, in
+``export.exporter.validate``.)
+
 ``workspace`` is the run's scratch space (a temporary folder and the FP32 ONNX exported once per weights and opset,
 shared by every target and precision of one ``derain-export`` run): it replaces the module-level caches the targets
 used to keep. A job without one gets a private workspace on first use. Fields are keyword-only.
@@ -61,6 +66,30 @@ class ExportJob:
         self.nodes_to_exclude = tuple(self.nodes_to_exclude or ())
         self.options = dict(self.options or {})
 
+    def check(self, fmt, error: type[Exception] = ValueError) -> ExportJob:
+        """Checks the job against `fmt` (an ``export.formats.Format``) and normalizes it in place; raises `error`
+        naming the problem. Precision: one `fmt` allows. Sizes: (H, W) pairs of positive ints, repeats dropped; a
+        fixed-size target gets the camera defaults when none are given (None), and refuses an empty list. Calibration
+        (the precisions in ``fmt.calibrated``): N×3×H×W finite floats in [0, 1], made float32."""
+        from .artifact import unique_sizes
+        from .formats import DEFAULT_SIZES
+
+        if self.precision not in fmt.precisions:
+            hint = " (int16x8 is a TFLite scheme)" if self.precision == "int16x8" else ""
+            raise error(f"{fmt.name} precision must be one of {', '.join(fmt.precisions)}, got {self.precision!r}"
+                        + hint)
+        if self.sizes is not None:
+            self.sizes = unique_sizes(self.sizes, error)
+        if not fmt.dynamic:
+            if self.sizes is None:
+                self.sizes = [tuple(s) for s in DEFAULT_SIZES]
+            elif not self.sizes:
+                raise error(f"{fmt.name} needs at least one fixed size (H, W): it cannot keep a dynamic H×W "
+                            "(one artifact per size)")
+        if self.precision in fmt.calibrated:
+            self.calib = _checked_calibration(self.calib, f"{fmt.name} {self.precision}", error)
+        return self
+
     def scratch(self) -> Workspace:
         """The run's workspace (a private one, made now, when the job came without)."""
         if self.workspace is None:
@@ -71,3 +100,18 @@ class ExportJob:
         """A copy with `changes` (same workspace, so the FP32 ONNX is not exported again)."""
         self.scratch()
         return dataclasses.replace(self, **changes)
+
+
+def _checked_calibration(calib, what: str, error: type[Exception]) -> np.ndarray:
+    if calib is None:
+        raise error(f"{what} needs calibration images (N×3×H×W float32 RGB in [0, 1]); pass --calib or let the "
+                    "exporter synthesize them")
+    calib = np.asarray(calib)
+    if calib.ndim != 4 or calib.shape[1] != 3 or calib.shape[0] < 1:
+        raise error(f"calibration images must be N×3×H×W RGB, got shape {calib.shape}")
+    if not np.issubdtype(calib.dtype, np.floating) or not np.isfinite(calib).all():
+        raise error(f"calibration images must be finite floats in [0, 1], got {calib.dtype}")
+    if calib.min() < -1e-3 or calib.max() > 1 + 1e-3:
+        raise error(f"calibration images must be in [0, 1], got [{calib.min():.3g}, {calib.max():.3g}] "
+                    "(0–255 images? divide by 255)")
+    return calib.astype(np.float32, copy=False)

@@ -200,6 +200,9 @@ def export_onnx(model, job) -> list[Exported]:
     FP16 computes in float16 behind float32 I/O (``to_fp16``); INT8 is the TensorRT-style Q/DQ model
     (``export.qdq.quantize_qdq``) calibrated on ``job.calib``, with ``job.nodes_to_exclude`` kept in float.
     """
+    from .formats import BY_NAME
+
+    job.check(BY_NAME["onnx"])
     out_dir, stem, precision, calib, opset = job.out_dir, job.stem, job.precision, job.calib, job.opset
     nodes_to_exclude = list(job.nodes_to_exclude)
     workspace = job.scratch()
@@ -208,8 +211,6 @@ def export_onnx(model, job) -> list[Exported]:
     for size in targets:
         suffix = "" if size is None else f"_{size[1]}x{size[0]}"
         final = out_dir / f"{stem}_{precision}{suffix}.onnx"
-        if precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"onnx cannot be exported as {precision}")
         if size is None:
             fp32 = fp32_onnx(model, opset, workspace)
         else:
@@ -221,8 +222,6 @@ def export_onnx(model, job) -> list[Exported]:
         else:
             from .qdq import quantize_qdq
 
-            if calib is None:
-                raise ValueError("int8 needs a calibration set")
             quantize_qdq(fp32, final, calib, nodes_to_exclude=nodes_to_exclude or None)
         extra = {"opset": opset_of(final)}
         if precision == "int8":

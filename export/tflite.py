@@ -36,12 +36,13 @@ from derain_edge.progress import progress
 from derain_edge.files import atomic_write_bytes
 from derain_edge.optional import require
 
-from .artifact import Exported, unique_sizes
+from .artifact import Exported
+from .formats import BY_NAME
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int16x8", "int8")
-NEEDS_CALIB = ("int16x8", "int8")
+PRECISIONS = BY_NAME["tflite"].precisions     # the formats table's row (export.formats)
+NEEDS_CALIB = BY_NAME["tflite"].calibrated
 _ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
 # Representative dataset per size: the calibration frames at their own scale, packed side by side into frames of the
 # artifact's size (``fit_calibration``), about CALIB_PIXELS pixels in all. The calibrator runs every frame through the
@@ -55,29 +56,6 @@ class TFLiteExportError(ValueError):
 
 def _require(module: str):
     return require(module, "tflite")
-
-
-def _check_sizes(sizes) -> list[tuple[int, int]]:
-    if not sizes:
-        raise TFLiteExportError("TFLite needs at least one fixed size (H, W): no converter keeps a dynamic H×W")
-    return unique_sizes(sizes, TFLiteExportError)
-
-
-def _check_calib(calib, precision: str) -> np.ndarray | None:
-    if precision not in NEEDS_CALIB:
-        return None
-    if calib is None:
-        raise TFLiteExportError(f"TFLite {precision} needs calibration images (N×3×H×W float32 RGB in [0, 1]) for "
-                                "its representative dataset; pass --calib or let the exporter synthesize them")
-    calib = np.asarray(calib)
-    if calib.ndim != 4 or calib.shape[1] != 3 or calib.shape[0] < 1:
-        raise TFLiteExportError(f"calibration images must be N×3×H×W RGB, got shape {calib.shape}")
-    if not np.issubdtype(calib.dtype, np.floating) or not np.isfinite(calib).all():
-        raise TFLiteExportError(f"calibration images must be finite floats in [0, 1], got {calib.dtype}")
-    if calib.min() < -1e-3 or calib.max() > 1 + 1e-3:
-        raise TFLiteExportError(f"calibration images must be in [0, 1], got [{calib.min():.3g}, {calib.max():.3g}] "
-                                "(0–255 images? divide by 255)")
-    return calib.astype(np.float32)
 
 
 def fit_calibration(calib: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -340,12 +318,9 @@ def versions() -> dict[str, str]:
 def export_tflite(model, job) -> list[Exported]:
     """One ``<stem>_<precision>_<H>x<W>.tflite`` per size of ``job.sizes`` (``_<precision>`` only added when the stem
     lacks it); int16x8 splits the model's ``job.hints.int8_sensitive_weights``."""
+    job.check(BY_NAME["tflite"], TFLiteExportError)
     out_dir, stem, precision, sizes, calib = job.out_dir, job.stem, job.precision, job.sizes, job.calib
     split = tuple(job.hints.int8_sensitive_weights) if precision == "int16x8" else ()
-    if precision not in PRECISIONS:
-        raise TFLiteExportError(f"TFLite precision must be one of {PRECISIONS}, got {precision!r}")
-    sizes = _check_sizes(sizes)
-    calib = _check_calib(calib, precision)
     _require("tensorflow")
     _require("onnx2tf")
     _require("ai_edge_litert")

@@ -44,8 +44,10 @@ def export_triton(model, job) -> list[Exported]:
     exporter's parity/cost checks (the runner is onnxruntime on the repository's model.onnx)."""
     import tempfile
 
+    from .formats import BY_NAME
     from .onnx_export import export_onnx, onnx_io, versions
 
+    job.check(BY_NAME["triton"])
     precision, max_batch = job.precision, int(job.options.get("max_batch", MAX_BATCH))
     repo = job.out_dir / "triton"
     results = []
