@@ -344,11 +344,15 @@ def _measure(exp: Exported, reference, pairs, val_source, progress, measured=Non
 
 
 SENSITIVITY_PAIRS = 8  # validation pairs used by each sensitivity probe (the final check uses all of them)
-SENSITIVITY_CALIB = 8  # calibration frames used by each probe (the final export uses the whole set)
 
 
-def _recover_int8(exp: Exported, func, job: ExportJob, model, reference, write) -> tuple[Exported | None, dict]:
-    """INT8 missed its limit: find the sensitive layers, re-export with them in float (see export.sensitivity)."""
+def _recover_int8(exp: Exported, func, job: ExportJob, model, reference, write,
+                  full_drop: float) -> tuple[Exported | None, dict]:
+    """INT8 missed its limit: find the sensitive layers, re-export with them in float (see export.sensitivity).
+
+    The search probes on SENSITIVITY_PAIRS pairs, which can see a smaller drop than the whole set (`full_drop`, the
+    one judged): the probe's target is the limit scaled by how much the probe pairs under-read this artifact's drop,
+    so a search that "meets" the limit on the probe also meets it on the whole set."""
     from . import cost as C
     from .artifact import artifact_runner
     from .onnx_export import fp32_onnx
@@ -363,13 +367,21 @@ def _recover_int8(exp: Exported, func, job: ExportJob, model, reference, write) 
 
     fp32 = fp32_onnx(model, job.opset, workspace)
     limit = F.MAX_DROP_DB["int8"]
+    probe_drop = drop_of(Path(exp.path))
+    if 0 < probe_drop < full_drop:
+        limit = round(limit * probe_drop / full_drop, 4)
+        write(f"      the {len(probe_pairs)} probe pairs see {probe_drop:.3f} dB of the {len(job.val)} pairs' "
+              f"{full_drop:.3f} dB: the search aims at ≤ {limit:.3f} dB on them")
     key = (hashlib.sha256(fp32.read_bytes()).hexdigest(), hashlib.sha256(calib.tobytes()).hexdigest(),
            tuple(p.name for p in probe_pairs), limit)
     if key in workspace.sensitivity:  # the onnx and jetson INT8 models are the same Q/DQ graph
         sens = workspace.sensitivity[key]
     else:
-        write(f"      {exp.target} int8 misses {limit} dB: per-layer sensitivity on {len(probe_pairs)} pairs")
-        sens = find_exclusions(fp32, calib[:SENSITIVITY_CALIB], drop_of, limit, log=lambda m: write(f"      {m}"))
+        write(f"      {exp.target} int8 misses {F.MAX_DROP_DB['int8']} dB: per-layer sensitivity on {len(probe_pairs)} pairs")
+        # every probe calibrates on the whole set, as the artifact does: with fewer frames min/max ranges are
+        # narrower and the probes would measure another quantization than the one being repaired
+        sens = find_exclusions(fp32, calib, drop_of, limit, method=job.options.get("method", "minmax"),
+                               log=lambda m: write(f"      {m}"))
         workspace.sensitivity[key] = sens
     report_path = job.out_dir / f"{job.stem}_{exp.target}_int8.sensitivity.json"
     from derain_edge.files import atomic_write_text
@@ -391,7 +403,7 @@ def _check_one(exp: Exported, fmt, func, job: ExportJob, request, model, referen
     ok, reason, limit = judge(exp.precision, cost, parity)
     sens = None
     if not ok and exp.precision == "int8" and exp.sizes == "dynamic" and job.calib is not None and fmt.qdq:
-        redone, sens = _recover_int8(exp, func, job, model, reference, write)
+        redone, sens = _recover_int8(exp, func, job, model, reference, write, cost["psnr_y_drop_db"])
         if redone is not None:
             exp = redone
             parity, cost = _measure(exp, reference, job.val, val_source, progress)

@@ -1,9 +1,10 @@
 """Accuracy cost of every TFLite precision on real pairs: ``python -m export.tflite_measure`` (docs/export_mobile.md).
 
-Converts the model once per size (one onnx2tf SavedModel, then each precision), runs each .tflite in LiteRT on
-paired rainy/clean images reflect-padded (centred) to the fixed size, crops the output back, and reports PSNR-Y of
-each precision vs the PyTorch FP32 output on the same padded input and vs the clean image (with the drop from FP32).
-Prints a Markdown table and writes JSON.
+Each precision's file is made by the exporter's own TFLite target (``export.tflite.export_tflite``, calibration and
+the model's int16x8 weight split included) and scored by the exporter's own cost measurement (``export.cost.measure``:
+the runtime's LiteRT engine behind its pad/tile policy, against PyTorch FP32 fitted the same way), so every number
+here is what ``derain-export`` would write in a sidecar and what ``Derainer(file, gate=False)`` gives. Prints a
+Markdown table and writes JSON.
 """
 from __future__ import annotations
 
@@ -14,87 +15,47 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
 from derain_edge.files import atomic_write_text
-from derain_edge.imageio import read_pairs
-from derain_edge.registry import get_spec
-
-LPNET_SENSITIVE = get_spec("lpnet").export_hints.int8_sensitive_weights
-from derain_edge.sizes import parse_size, size_json
-from derain_edge.metrics import psnr_y, ssim_y
 from derain_edge.progress import progress
+from derain_edge.registry import get_spec, list_models, load_model
+from derain_edge.sizes import parse_size, size_json
 
+from . import cost as C
 from . import tflite
+from .exporter import CachedReference
+from .job import ExportJob
 
 
-def pad_to(rgb: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[slice, slice], np.ndarray]:
-    """Reflect-pads (centred) an H×W×3 image to `size`: (padded, slices of the original region, the original)."""
-    h, w = rgb.shape[:2]
-    th, tw = size
-    if h > th or w > tw:  # larger images: centre crop first
-        y, x = max(0, (h - th) // 2), max(0, (w - tw) // 2)
-        rgb = rgb[y:y + min(h, th), x:x + min(w, tw)]
-        h, w = rgb.shape[:2]
-    top, left = (th - h) // 2, (tw - w) // 2
-    padded = cv2.copyMakeBorder(rgb, top, th - h - top, left, tw - w - left, cv2.BORDER_REFLECT_101)
-    return padded, (slice(top, top + h), slice(left, left + w)), rgb
-
-
-def _u8(chw: np.ndarray) -> np.ndarray:
-    return (np.clip(chw.transpose(1, 2, 0), 0, 1) * 255.0 + 0.5).astype(np.uint8)
-
-
-def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib: np.ndarray, limit: int | None,
-            keep: Path | None = None) -> dict:
-    pairs = read_pairs(pairs_dir, limit)
+def measure(model, pairs_dir: Path, size: tuple[int, int], precisions, calib, limit: int | None,
+            keep: Path | None = None, name: str = "lpnet") -> dict:
+    """{precision: cost row} for the `model` (registry entry `name`) at one fixed `size` on `pairs_dir`."""
+    try:
+        pairs = C.load_pairs(pairs_dir, limit)
+    except C.CostError as e:
+        raise SystemExit(f"error: {e}") from None
     if not pairs:
         raise SystemExit(f"error: no rainy/clean pairs under {pairs_dir}")
-    t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="derain-tflite-measure-"))
-    plain = tflite.to_keras(model, size, work / "plain")
-    # int16x8 gets its sensitive weights split (tflite.split_int8_weights), as export_tflite does
-    split = tflite.to_keras(model, size, work / "split", split_weights=LPNET_SENSITIVE) if "int16x8" in precisions else None
-    fitted = tflite.fit_calibration(calib, size)
-    runners, files = {}, {}
-    for p in progress(precisions, desc="convert", unit="model", leave=False):
-        path = (keep or work) / f"lpnet_{p}_{size[1]}x{size[0]}.tflite"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(tflite.convert_keras(split if p == "int16x8" else plain, p,
-                                                  fitted if p in tflite.NEEDS_CALIB else None))
-        runners[p], files[p] = tflite.make_runner(path, size), path
-    convert_s = time.perf_counter() - t0
-    scores = {p: {"vs_fp32": [], "vs_gt": [], "ssim_vs_gt": []} for p in ["pytorch-fp32", *precisions]}
-    for _name, rainy, clean in progress(pairs, desc="pairs", unit="pair", leave=False):
-        padded, (ys, xs), rainy_c = pad_to(rainy, size)
-        clean_c = pad_to(clean, size)[2]
-        x = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()[0]
-        ref_u8 = _u8(ref)[ys, xs]
-        scores["pytorch-fp32"]["vs_gt"].append(psnr_y(ref_u8, clean_c))
-        scores["pytorch-fp32"]["ssim_vs_gt"].append(ssim_y(ref_u8, clean_c))
-        for p, run in runners.items():
-            out = _u8(run(x)[0])[ys, xs]
-            scores[p]["vs_fp32"].append(psnr_y(out, ref_u8))
-            scores[p]["vs_gt"].append(psnr_y(out, clean_c))
-            scores[p]["ssim_vs_gt"].append(ssim_y(out, clean_c))
-    base = float(np.mean(scores["pytorch-fp32"]["vs_gt"]))
-    rows = {}
-    for p, s in scores.items():
-        gt = float(np.mean(s["vs_gt"]))
-        rows[p] = {"psnr_y_vs_gt_db": round(gt, 3), "ssim_y_vs_gt": round(float(np.mean(s["ssim_vs_gt"])), 4),
-                   "psnr_y_drop_db": round(base - gt, 3)}
-        if s["vs_fp32"]:
-            finite = [v for v in s["vs_fp32"] if np.isfinite(v)]
-            rows[p]["psnr_y_vs_fp32_db"] = round(float(np.mean(finite)), 2) if finite else float("inf")
-            rows[p]["psnr_y_vs_fp32_min_db"] = round(float(np.min(s["vs_fp32"])), 2)
-            rows[p]["bytes"] = files[p].stat().st_size
-    return {"size": size_json(size), "pairs": len(pairs), "val": str(pairs_dir), "calibration_frames": int(len(fitted)),
-            "calibration_size": list(calib.shape[2:]), "convert_s": round(convert_s, 1), "rows": rows,
-            "versions": tflite.versions()}
+    reference = CachedReference(model)  # PyTorch FP32 once per input, shared by every precision
+    rows, frames, convert_s = {}, None, 0.0
+    with tempfile.TemporaryDirectory(prefix="derain-tflite-measure-") as work:
+        out_dir = keep or Path(work)
+        for p in progress(precisions, desc="precisions", unit="model", leave=False):
+            t0 = time.perf_counter()
+            job = ExportJob(out_dir=out_dir, stem=name, precision=p, sizes=[size], hints=get_spec(name).export_hints,
+                            calib=calib if p in tflite.NEEDS_CALIB else None)
+            (exp,) = tflite.export_tflite(model, job)
+            convert_s += time.perf_counter() - t0
+            frames = exp.extra["tflite"]["calibration_frames"] or frames
+            cost = C.measure(exp.runner, reference, pairs, exp.sizes, str(pairs_dir))
+            if "pytorch-fp32" not in rows:
+                rows["pytorch-fp32"] = {"psnr_y_vs_gt_db": cost["psnr_y_fp32_db"], "ssim_y_vs_gt": cost["ssim_y_fp32"],
+                                        "psnr_y_drop_db": 0.0}
+            rows[p] = {"psnr_y_vs_gt_db": cost["psnr_y_db"], "ssim_y_vs_gt": cost["ssim_y"],
+                       "psnr_y_drop_db": cost["psnr_y_drop_db"], "psnr_y_vs_fp32_db": cost["psnr_y_vs_fp32_db"],
+                       "psnr_y_vs_fp32_min_db": cost["psnr_y_vs_fp32_min_db"], "bytes": Path(exp.path).stat().st_size}
+    return {"model": name, "size": size_json(size), "pairs": len(pairs), "val": str(pairs_dir),
+            "fit": cost["val"]["fit"], "calibration_frames": frames, "calibration_size": list(calib.shape[2:]),
+            "convert_s": round(convert_s, 1), "rows": rows, "versions": tflite.versions()}
 
 
 def table(result: dict) -> str:
@@ -110,6 +71,7 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="lpnet", choices=list_models(), help="registered model (default lpnet)")
     ap.add_argument("--pairs", default="../shared/data/rain100h-dev", help="folder with rainy/ and clean/")
     ap.add_argument("--size", default="640x480", help="WxH (width first) of the .tflite files (default 640x480)")
     ap.add_argument("--precisions", default="fp32,fp16,int16x8,int8")
@@ -135,12 +97,12 @@ def main(argv=None) -> int:
     if not (pairs / "rainy").is_dir() or not (pairs / "clean").is_dir():
         print(f"error: {pairs} has no rainy/ and clean/ folders", file=sys.stderr)
         return 2
-    import lpnet
     from calibration import build_calibration
 
-    model = lpnet.load_pretrained().eval()
+    model = load_model(args.model)[0].eval()
     calib = build_calibration(None, count=args.calib_count, size=calib_size, warn=False).data
-    result = measure(model, pairs, size, precisions, calib, args.limit, Path(args.keep) if args.keep else None)
+    result = measure(model, pairs, size, precisions, calib, args.limit, Path(args.keep) if args.keep else None,
+                     name=args.model)
     print(table(result))
     atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -318,3 +318,28 @@ def test_unrunnable_size_leaves_no_file(model, tmp_path):
     with pytest.raises(tflite.TFLiteExportError, match="48x32"):
         tflite.export_tflite(model, job(tmp_path, "fp32", [(32, 48)], None))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_measure_tool_scores_the_exporters_files_through_the_runtime(tmp_path):
+    """python -m export.tflite_measure: files from export_tflite, cost from export.cost (LiteRT behind run_fitted)."""
+    import json
+
+    from conftest import add_rain, make_clean, write_png
+    from export import tflite_measure
+
+    pairs = tmp_path / "pairs"
+    for i in range(2):
+        clean = make_clean(80, 56, seed=40 + i)
+        write_png(pairs / "clean" / f"{i}.png", clean)
+        write_png(pairs / "rainy" / f"{i}.png", add_rain(clean, seed=i))
+    out = tmp_path / "cost.json"
+    assert tflite_measure.main(["--pairs", str(pairs), "--size", "96x64", "--precisions", "fp32,int8",
+                                "--calib-count", "4", "--calib-size", "64x48", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert set(rows) == {"pytorch-fp32", "fp32", "int8"} and result["pairs"] == 2
+    assert "padded/tiled" in result["fit"]  # the runtime's fixed-size policy, not a policy of its own
+    assert rows["fp32"]["psnr_y_vs_fp32_db"] >= 60 and abs(rows["fp32"]["psnr_y_drop_db"]) <= 0.01
+    assert 25 < rows["int8"]["psnr_y_vs_fp32_db"] < rows["fp32"]["psnr_y_vs_fp32_db"]
+    assert rows["int8"]["psnr_y_drop_db"] == pytest.approx(
+        rows["pytorch-fp32"]["psnr_y_vs_gt_db"] - rows["int8"]["psnr_y_vs_gt_db"], abs=2e-3)

@@ -85,7 +85,7 @@ def test_tflite_measure_and_build_engine_sizes_are_width_first(monkeypatch, tmp_
     assert tensorrt_build._hw("640x480") == (480, 640)
     seen = {}
 
-    def fake_measure(model, pairs, size, precisions, calib, limit, keep):
+    def fake_measure(model, pairs, size, precisions, calib, limit, keep, name):
         seen["size"], seen["calib"] = size, calib.shape
         return {"rows": {}, "size": size_json(size)}
 
