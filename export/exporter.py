@@ -3,8 +3,9 @@
 Every target is ``export_<target>(model, job)`` with one ``export.job.ExportJob``. For every artifact it returns
 (``export.artifact.Exported``) the exporter measures, through the runtime's engine for the format and its pad/tile
 policy (``derain_edge.engines``), **parity** (max|Δ| and PSNR-Y against FP32 PyTorch on a seeded test image at the
-artifact's size) and, once per precision, the **accuracy cost** on the validation pairs at their own size
-(``export.cost``; the other fixed sizes of that precision take it over, ``cost["measured_with"]``), writes the
+artifact's size) and the **accuracy cost** on the validation pairs at their own size (``export.cost``; once per
+precision for the fixed-size artifacts that pad every pair — the others of them take it over,
+``cost["measured_with"]`` — and on its own for an artifact that tiles some pair), writes the
 sidecar (``export.sidecar``), and rejects the artifact — deleting it — when the PSNR-Y drop against ground truth
 exceeds its precision's limit (``export.formats.MAX_DROP_DB``), unless ``allow_degraded``. Nothing is exported before
 every argument, input folder and backend has been checked, so a typo never costs a half-finished run.
@@ -309,13 +310,14 @@ def _run_job(func, fmt, job: ExportJob, request, model, reference, val_source, w
         report.results.append(Result(fmt.name, precision, None, "failed", f"{type(e).__name__}: {e}"))
         write(f"error: {fmt.name} {precision}: {type(e).__name__}: {e}")
         return
-    measured = None  # (artifact name, cost): fixed-size artifacts of one precision share the cost of the first
-    for exp in exported:
+    measured = None  # (artifact name, cost) of the first artifact that pads every validation pair: shared (see
+    for exp in exported:  # _pads_every_pair); an artifact that tiles some pair is measured on its own
         try:
+            shares = _pads_every_pair(exp, job.val)
             result = _check_one(exp, fmt, func, job, request, model, reference, val_source, weights_sha,
-                                calib_summary, progress, write, measured)
+                                calib_summary, progress, write, measured if shares else None)
             report.results.append(result)
-            if measured is None and result.cost is not None and exp.sizes != "dynamic":
+            if shares and measured is None and result.cost is not None:
                 measured = (Path(exp.path).name, result.cost)
         except KeyboardInterrupt:
             _remove_artifact(exp)  # interrupted mid-measurement: no artifact without checks
@@ -327,11 +329,24 @@ def _run_job(func, fmt, job: ExportJob, request, model, reference, val_source, w
             write(f"error: {exp.target} {exp.precision}: {reason}; {Path(exp.path).name} removed")
 
 
+def _pads_every_pair(exp: Exported, pairs) -> bool:
+    """True for a fixed-size artifact that holds every validation pair in one of its sizes, i.e. the runtime pads
+    each pair (bottom/right, mirrored) instead of tiling it. Such artifacts of one precision have the same weights
+    and quantization (TFLite int8 files share their activation ranges, ``export.tflite.quantize_int8_with``) and see
+    the same pixels up to the far padding, so one cost serves them all; an artifact that tiles some pair (smaller
+    than a validation image, hence cheap) is measured on its own."""
+    if exp.sizes == "dynamic" or not pairs:
+        return False
+    from derain_edge.engines.tiling import choose_size
+
+    sizes = [tuple(int(v) for v in s) for s in exp.sizes]
+    return not any(choose_size(*p.rainy.shape[:2], sizes)[1] for p in pairs)
+
+
 def _measure(exp: Exported, reference, pairs, val_source, progress, measured=None):
-    """(parity, cost). Parity: a short run at the artifact's own size. Cost: once per precision, on the validation
-    pairs at their own size through the runtime's engine and pad/tile policy; the other fixed-size artifacts of the
-    precision (same weights and quantization, another input size) take the first one's cost (`measured`: (name,
-    cost)), recorded as ``cost["measured_with"]``."""
+    """(parity, cost). Parity: a short run at the artifact's own size. Cost: on the validation pairs at their own
+    size through the runtime's engine and pad/tile policy — once per precision for the artifacts that pad every
+    pair (`measured`: (name, cost) of the first, recorded as ``cost["measured_with"]``; see ``_pads_every_pair``)."""
     from . import cost as C
 
     if exp.runner is None:

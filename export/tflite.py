@@ -181,6 +181,9 @@ def to_keras(model, size: tuple[int, int], work: Path, split_weights=()):
     from .onnx_export import torch_to_onnx
 
     onnx2tf = _require("onnx2tf")
+    import tf_keras
+
+    tf_keras.backend.clear_session()  # fresh layer-name counters: the same graph gets the same tensor names per size
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     onnx_path = torch_to_onnx(model, work / "model.onnx", size=size)  # a private file: onnx2tf rewrites it in place
@@ -202,7 +205,7 @@ def to_keras(model, size: tuple[int, int], work: Path, split_weights=()):
     return keras_model
 
 
-def convert_keras(keras_model, precision: str, calib_nhwc: np.ndarray | None) -> bytes:
+def convert_keras(keras_model, precision: str, calib_nhwc: np.ndarray | None, calibrate_only: bool = False) -> bytes:
     """Keras model → .tflite bytes with the converter options of `precision` (table in the module docstring).
 
     Converted from a concrete function of the model's fixed input signature: ``from_keras_model`` would first save a
@@ -231,10 +234,48 @@ def convert_keras(keras_model, precision: str, calib_nhwc: np.ndarray | None) ->
             conv.inference_output_type = tf.int8
     elif precision != "fp32":
         raise TFLiteExportError(f"TFLite precision must be one of {PRECISIONS}, got {precision!r}")
+    conv._experimental_calibrate_only = calibrate_only  # noqa: SLF001 (what tf.lite's QuantizationDebugger sets)
     try:
         return conv.convert()
     except Exception as e:
         raise TFLiteExportError(f"TFLiteConverter ({precision}) failed: {type(e).__name__}: {e}") from e
+
+
+def activation_ranges(calibrated: bytes) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+    """Tensor name → (min, max) the calibrator recorded in a calibrate-only model."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    return {t.name: (t.quantization.min, t.quantization.max) for g in model.subgraphs for t in g.tensors
+            if t.quantization is not None and t.quantization.min is not None}
+
+
+def quantize_int8_with(calibrated: bytes, ranges: dict) -> bytes:
+    """A calibrate-only model of another size quantized to full int8 with `ranges` (``activation_ranges`` of the
+    size that was calibrated), as TFLiteConverter would with its own calibration.
+
+    Why: a fully convolutional net's activation ranges do not depend on the frame size, so one calibration serves
+    every size; the files then share their quantization exactly, and the accuracy cost measured on one of them holds
+    for all (``export.exporter`` measures it once per precision). The graph must be the same one: every tensor
+    carrying a range must have a range of the same name, else TFLiteExportError."""
+    tf = _require("tensorflow")
+    from tensorflow.lite.python.convert import mlir_quantize
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    tensors = [t for g in model.subgraphs for t in g.tensors if t.quantization is not None
+               and t.quantization.min is not None]
+    names = {t.name for t in tensors}
+    if names != set(ranges):
+        raise TFLiteExportError(f"cannot share int8 activation ranges across sizes: {len(names ^ set(ranges))} "
+                                "tensors differ between the graphs")
+    for t in tensors:
+        t.quantization.min, t.quantization.max = (np.array(v, np.float32, copy=True) for v in ranges[t.name])
+    patched = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    try:
+        return mlir_quantize(patched, input_data_type=tf.int8, output_data_type=tf.int8)
+    except Exception as e:
+        raise TFLiteExportError(f"int8 quantization with shared ranges failed: {type(e).__name__}: {e}") from e
 
 
 def _interpreter(path: Path, threads: int | None = None):
@@ -326,12 +367,21 @@ def export_tflite(model, job) -> list[Exported]:
     _require("ai_edge_litert")
     out_dir = Path(out_dir)
     base = stem if stem.endswith(f"_{precision}") else f"{stem}_{precision}"
-    results = []
+    results, ranges, ranges_from = [], None, None
     for size in progress(sizes, desc=f"tflite {precision}", unit="size", leave=False):
         t0 = time.perf_counter()
         frames = fit_calibration(calib, size) if calib is not None else None
         with tempfile.TemporaryDirectory(prefix="derain-tflite-") as work:
-            data = convert_keras(to_keras(model, size, Path(work), split_weights=split), precision, frames)
+            keras_model = to_keras(model, size, Path(work), split_weights=split)
+        if precision != "int8":
+            data = convert_keras(keras_model, precision, frames)
+        elif ranges is None:  # the first size is calibrated on every frame; the others take its ranges
+            calibrated = convert_keras(keras_model, precision, frames, calibrate_only=True)
+            ranges, ranges_from = activation_ranges(calibrated), (size, len(frames))
+            data = quantize_int8_with(calibrated, ranges)
+        else:  # one frame only builds the calibrator's structure at this size; its ranges are replaced
+            data = quantize_int8_with(convert_keras(keras_model, precision, frames[:1], calibrate_only=True), ranges)
+        del keras_model
         final = out_dir / f"{base}_{size[1]}x{size[0]}.tflite"
         atomic_write_bytes(final, data)
         try:
@@ -344,7 +394,7 @@ def export_tflite(model, job) -> list[Exported]:
             "converter": "onnx2tf → tf.lite.TFLiteConverter.from_concrete_functions",
             "io_dtype": np.dtype(inp["dtype"]).name,
             "tensor_dtypes": tensor_dtypes(final),
-            "calibration_frames": None if frames is None else int(len(frames)),
+            "calibration_frames": None if frames is None else int(len(frames) if ranges_from is None else ranges_from[1]),
             "delegates": "XNNPACK (CPU) by default; GPU delegate takes fp32/fp16 files; NNAPI/Hexagon/Edge TPU want int8",
         }}
         if precision == "int16x8":
@@ -353,6 +403,8 @@ def export_tflite(model, job) -> list[Exported]:
                 "; no weights split (the model's registry entry names no sensitive weights)")
         elif precision == "int8":
             extra["tflite"]["scheme"] = "int8 activations and weights (per-channel), int8 I/O"
+            extra["tflite"]["activation_ranges"] = (f"calibrated at {ranges_from[0][1]}x{ranges_from[0][0]}, shared "
+                                                    "by every size of this export")
         elif precision == "fp16":
             extra["tflite"]["scheme"] = "float16 weights, float32 compute on CPU, float32 I/O"
         results.append(Exported(

@@ -37,6 +37,17 @@ def val_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def camera_val(tmp_path_factory) -> Path:
+    """Two 320x240 pairs: camera-like frames, large against LPNet's receptive field (unlike the 96x72 ones)."""
+    root = tmp_path_factory.mktemp("camera_val")
+    for i in range(2):
+        clean = make_clean(320, 240, seed=50 + i)
+        write_png(root / "clean" / f"{i}.png", clean)
+        write_png(root / "rainy" / f"{i}.png", add_rain(clean, seed=50 + i))
+    return root
+
+
 def _derainer(path: Path, precision: str):
     from runtime import Derainer
 
@@ -80,19 +91,45 @@ def test_model_exports_and_its_sidecar_matches_the_runtime(model, target, precis
         derainer.close()
 
 
-def test_cost_is_measured_once_per_precision_and_each_size_gets_its_parity(val_dir, tmp_path):
+def test_cost_is_measured_once_per_precision_and_each_size_gets_its_parity(camera_val, tmp_path):
+    """320x240 pairs (camera-like): the 320x192 file tiles them (its own cost), the 320x256 one pads them (measured),
+    the 640x480 one pads them too and takes the 320x256 cost over — and every sidecar's cost is what Derainer gives
+    on its file. (Padded files differ only in how far the mirrored padding reaches: < 0.001 dB on Rain100H-dev
+    between 640x480 and 1280x720, but 0.014 dB for 96x72 images padded to 128x96 vs 160x128 — tiny frames are all
+    border for LPNet's receptive field.)"""
+    val = camera_val
     out = tmp_path / "out"
-    assert main(["--target", "onnx", "--size", "96x64", "--size", "128x96", "--val", str(val_dir),
-                 "--out", str(out)]) == 0
-    first = read_sidecar(out / "lpnet_fp32_96x64.onnx.json")
-    second = read_sidecar(out / "lpnet_fp32_128x96.onnx.json")
-    assert "measured_with" not in first["cost"] and first["cost"]["val"]["n"] == 2
-    assert second["cost"]["measured_with"] == "lpnet_fp32_96x64.onnx"
-    assert second["cost"]["psnr_y_db"] == first["cost"]["psnr_y_db"]
-    assert from_json(first["parity"]["size"]) == (64, 96) and from_json(second["parity"]["size"]) == (96, 128)
-    # the artifact it was measured on gives that cost in the runtime (these 96x72 pairs are tiled onto 96x64;
-    # the 128x96 one would pad them instead, a different regime: its sidecar names where its cost comes from)
-    derainer = _derainer(artifact_path(out / "lpnet_fp32_96x64.onnx.json"), "fp32")
-    scores = [psnr(rgb_to_y(derainer.derain_rgb(p.rainy)), rgb_to_y(p.clean)) for p in C.load_pairs(val_dir)]
-    assert first["cost"]["psnr_y_db"] == pytest.approx(float(np.mean(scores)), abs=0.01)
-    assert first["cost"]["psnr_y_vs_fp32_db"] > 100  # the FP32 reference is tiled the same way: fp32 stays exact
+    assert main(["--target", "onnx", "--size", "320x192", "--size", "320x256", "--size", "640x480", "--val",
+                 str(val), "--out", str(out)]) == 0
+    names = ("320x192", "320x256", "640x480")
+    tiled, padded, copied = (read_sidecar(out / f"lpnet_fp32_{s}.onnx.json") for s in names)
+    assert "measured_with" not in tiled["cost"] and "measured_with" not in padded["cost"]
+    assert padded["cost"]["val"]["n"] == 2
+    assert copied["cost"]["measured_with"] == "lpnet_fp32_320x256.onnx"
+    assert copied["cost"]["psnr_y_db"] == padded["cost"]["psnr_y_db"]
+    assert [from_json(d["parity"]["size"]) for d in (tiled, padded, copied)] == [(192, 320), (256, 320), (480, 640)]
+    for name, data in zip(names, (tiled, padded, copied)):
+        derainer = _derainer(artifact_path(out / f"lpnet_fp32_{name}.onnx.json"), "fp32")
+        scores = [psnr(rgb_to_y(derainer.derain_rgb(p.rainy)), rgb_to_y(p.clean)) for p in C.load_pairs(val)]
+        assert data["cost"]["psnr_y_db"] == pytest.approx(float(np.mean(scores)), abs=0.01), name
+        assert data["cost"]["psnr_y_vs_fp32_db"] > 100  # the FP32 reference is fitted the same way: fp32 stays exact
+
+
+def test_tflite_int8_sizes_share_quantization_so_a_shared_cost_holds(camera_val, tmp_path):
+    """TFLite int8 files of one export share their activation ranges (calibrated once), so the cost measured on one
+    padded size is what Derainer gives on the other."""
+    try:
+        F.load_function(F.BY_NAME["tflite"])
+    except (F.MissingDependency, F.TargetUnavailable) as e:
+        pytest.skip(f"tflite cannot export here: {e}")
+    out = tmp_path / "out"
+    assert main(["--target", "tflite", "--precision", "int8", "--size", "320x256", "--size", "640x480", "--val",
+                 str(camera_val), "--calib-count", "4", "--allow-degraded", "--out", str(out)]) == 0
+    first, second = (read_sidecar(out / f"lpnet_int8_{s}.tflite.json") for s in ("320x256", "640x480"))
+    assert second["cost"]["measured_with"] == "lpnet_int8_320x256.tflite"
+    assert first["tflite"]["activation_ranges"] == second["tflite"]["activation_ranges"] == \
+        "calibrated at 320x256, shared by every size of this export"
+    assert first["inputs"][0]["quantization"] == second["inputs"][0]["quantization"]
+    derainer = _derainer(artifact_path(out / "lpnet_int8_640x480.tflite.json"), "int8")
+    scores = [psnr(rgb_to_y(derainer.derain_rgb(p.rainy)), rgb_to_y(p.clean)) for p in C.load_pairs(camera_val)]
+    assert second["cost"]["psnr_y_db"] == pytest.approx(float(np.mean(scores)), abs=0.01)
