@@ -60,3 +60,36 @@ def test_check_normalizes():
     job = ExportJob(out_dir="o", stem="m", precision="fp32", sizes=[(48, 64), [48, 64], (32, 32)])
     assert job.check(F.BY_NAME["onnx"]).sizes == [(48, 64), (32, 32)]
     assert ExportJob(out_dir="o", stem="m", precision="fp32").check(F.BY_NAME["onnx"]).sizes is None  # dynamic
+
+
+def test_int8_recovery_aims_lower_when_the_probe_pairs_under_read_the_drop(tmp_path, monkeypatch):
+    """The sensitivity search probes 8 pairs; when they see 0.15 dB of the whole set's 0.36 dB, a search that met
+    0.3 dB on them would still miss on the set: it must aim at 0.3 × 0.15 / 0.36 = 0.125 dB, and calibrate its probes
+    on the whole calibration set (as the artifact was)."""
+    from export import artifact, exporter, onnx_export, sensitivity
+    from export import cost as C
+    from export.artifact import Exported
+    from export.cost import Pair
+
+    fp32 = tmp_path / "fp32.onnx"
+    fp32.write_bytes(b"graph")
+    monkeypatch.setattr(onnx_export, "fp32_onnx", lambda model, opset, workspace: fp32)
+    monkeypatch.setattr(artifact, "artifact_runner", lambda path, fmt, contract: None)
+    monkeypatch.setattr(C, "measure", lambda runner, reference, pairs, sizes, source: {"psnr_y_drop_db": 0.15})
+    seen = {}
+
+    def fake_search(path, calib, drop_of, limit, **kw):
+        seen.update(limit=limit, frames=len(calib), probe=drop_of(path))
+        return {"limit_db": limit, "baseline_drop_db": 0.15, "rounds": [], "excluded": [], "nodes_to_exclude": [],
+                "drop_db": 0.15, "met": True}
+
+    monkeypatch.setattr(sensitivity, "find_exclusions", fake_search)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    job = ExportJob(out_dir=tmp_path, stem="m", precision="int8", calib=np.zeros((32, 3, 8, 8), np.float32),
+                    val=[Pair(str(i), rgb, rgb) for i in range(50)])
+    exp = Exported(path=tmp_path / "m_int8.onnx", target="onnx", format="onnx", precision="int8", inputs=[],
+                   outputs=[], sizes="dynamic")
+    redone, sens = exporter._recover_int8(exp, None, job, None, None, lambda line: None, full_drop=0.36)
+    assert redone is None  # nothing excluded: nothing re-exported
+    assert seen["limit"] == pytest.approx(0.3 * 0.15 / 0.36, abs=1e-4) and seen["frames"] == 32
+    assert (tmp_path / "m_onnx_int8.sensitivity.json").is_file()
