@@ -67,6 +67,15 @@ def write_png(path: Path, rgb_or_raw: np.ndarray, raw: bool = False) -> Path:
     return path
 
 
+def write_pairs(root: Path, count: int, width: int, height: int, seed: int) -> Path:
+    """`count` generated pairs ``0.png …`` of width×height under root/{rainy,clean}; returns root."""
+    for i in range(count):
+        clean = make_clean(width, height, seed=seed + i)
+        write_png(root / "clean" / f"{i}.png", clean)
+        write_png(root / "rainy" / f"{i}.png", add_rain(clean, seed=seed + i))
+    return root
+
+
 @dataclass
 class Pairs:
     root: Path

@@ -23,7 +23,7 @@ from export.cli import main  # noqa: E402
 from export.onnx_export import ort_runner  # noqa: E402
 from export.sidecar import SidecarError, read_sidecar, sidecar_path, write_sidecar  # noqa: E402
 
-from conftest import add_rain, make_clean, write_png  # noqa: E402
+from conftest import write_pairs  # noqa: E402
 
 JOBS = [("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8"), ("jetson", "fp16"), ("jetson", "int8")]
 ARTIFACT = {("onnx", "fp32"): "lpnet_fp32.onnx", ("onnx", "fp16"): "lpnet_fp16.onnx",
@@ -41,12 +41,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def val_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("val")
-    for i in range(3):
-        clean = make_clean(96, 72, seed=10 + i)
-        write_png(root / "clean" / f"{i}.png", clean)
-        write_png(root / "rainy" / f"{i}.png", add_rain(clean, seed=10 + i))
-    return root
+    return write_pairs(tmp_path_factory.mktemp("val"), 3, 96, 72, seed=10)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import add_rain, make_clean, write_png
+from conftest import write_pairs
 from derain_edge.files import sha256_file
 from derain_edge.metrics import psnr, rgb_to_y
 from derain_edge.registry import create_model, get_spec, list_models
@@ -29,23 +29,13 @@ CASES = [("onnx", "fp32", []), ("jetson", "fp16", []), ("jetson", "int8", []),
 
 @pytest.fixture(scope="module")
 def val_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("val")
-    for i in range(2):
-        clean = make_clean(96, 72, seed=40 + i)
-        write_png(root / "clean" / f"{i}.png", clean)
-        write_png(root / "rainy" / f"{i}.png", add_rain(clean, seed=40 + i))
-    return root
+    return write_pairs(tmp_path_factory.mktemp("val"), 2, 96, 72, seed=40)
 
 
 @pytest.fixture(scope="module")
 def camera_val(tmp_path_factory) -> Path:
     """Two 320x240 pairs: camera-like frames, large against LPNet's receptive field (unlike the 96x72 ones)."""
-    root = tmp_path_factory.mktemp("camera_val")
-    for i in range(2):
-        clean = make_clean(320, 240, seed=50 + i)
-        write_png(root / "clean" / f"{i}.png", clean)
-        write_png(root / "rainy" / f"{i}.png", add_rain(clean, seed=50 + i))
-    return root
+    return write_pairs(tmp_path_factory.mktemp("camera_val"), 2, 320, 240, seed=50)
 
 
 def _derainer(path: Path, precision: str):
