@@ -36,18 +36,25 @@ def dead_leaves(height: int, width: int, rng: np.random.Generator, n_leaves: int
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def rainy_scenes(count: int, size: tuple[int, int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`count` seeded (rainy, clean) RGB uint8 pairs of `size` (H, W): rain (``derain_edge.rain.render_rain``, default
-    heavy-rain ranges) over dead-leaves scenes. The one source of synthetic data without any download: the default
-    calibration set (``calibration.build.synthetic``), export's default validation pairs (``export.cost``) and
-    derain-bench's INT8 calibration all draw from it."""
-    from .rain import render_rain
+def rainy_scenes(count: int, size: tuple[int, int], seed: int = 0,
+                 conditions=(None,)) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` seeded (rainy, clean) RGB uint8 pairs of `size` (H, W): rain (``derain_edge.rain.render_rain``) over
+    dead-leaves scenes. The one source of synthetic data without any download: the default calibration set
+    (``calibration.build.synthetic``), export's default validation pairs (``export.cost``) and derain-bench's INT8
+    calibration all draw from it. `conditions` cycles over the scenes: None = the renderer's default heavy-rain
+    ranges, a preset name (``derain_edge.rain.PRESETS``), or "dry" (no rain: the clean scene is the input too)."""
+    from .rain import RainConfig, render_rain
 
     rng = np.random.default_rng(seed)
     h, w = (int(v) for v in size)
     out = []
-    for _ in range(int(count)):
+    for i in range(int(count)):
         clean = dead_leaves(h, w, rng)
-        rainy = render_rain(clean.astype(np.float32) / 255.0, rng)
+        condition = conditions[i % len(conditions)]
+        if condition == "dry":
+            out.append((clean.copy(), clean))
+            continue
+        config = None if condition is None else RainConfig.preset(condition)
+        rainy = render_rain(clean.astype(np.float32) / 255.0, rng, config)
         out.append((np.round(np.clip(rainy, 0, 1) * 255).astype(np.uint8), clean))
     return out

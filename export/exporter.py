@@ -262,7 +262,7 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
             val_source = str(request.val)
         else:
             pairs = C.synthetic_pairs(request.val_limit or 4)
-            val_source = "synthetic:dead-leaves+rain (no --val given)"
+            val_source = C.SYNTHETIC_SOURCE
         steps.note(f"{len(pairs)} pairs from {val_source}")
     calib, calib_summary = None, None
     if needs_calib:

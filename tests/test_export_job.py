@@ -93,3 +93,16 @@ def test_int8_recovery_aims_lower_when_the_probe_pairs_under_read_the_drop(tmp_p
     assert redone is None  # nothing excluded: nothing re-exported
     assert seen["limit"] == pytest.approx(0.3 * 0.15 / 0.36, abs=1e-4) and seen["frames"] == 32
     assert (tmp_path / "m_onnx_int8.sensitivity.json").is_file()
+
+
+def test_default_validation_pairs_cover_heavy_light_and_dry():
+    """Without --val the exporter judges every artifact on the project's three conditions, not on heavy rain alone:
+    a dry pair is the clean scene twice, light rain changes fewer pixels than heavy rain."""
+    from export import cost as C
+
+    pairs = C.synthetic_pairs(4)
+    assert [p.name for p in pairs] == ["synthetic-0-heavy", "synthetic-1-light", "synthetic-2-dry",
+                                       "synthetic-3-moderate"]
+    heavy, light, dry, _ = (np.abs(p.rainy.astype(int) - p.clean).mean() for p in pairs)
+    assert dry == 0 and 0 < light < heavy
+    assert np.array_equal(C.synthetic_pairs(1)[0].rainy, pairs[0].rainy)  # parity's image stays heavy rain
