@@ -206,12 +206,6 @@ def _remove_artifact(exp: Exported) -> None:
         _remove(Path(exp.path).parent / companion)
 
 
-def _sizes_for(fmt: F.Format, request: ExportRequest):
-    if request.sizes:
-        return list(request.sizes)
-    return None if fmt.dynamic else [tuple(s) for s in F.DEFAULT_SIZES]
-
-
 def judge(precision: str, cost: dict | None, parity: dict | None) -> tuple[bool, str, float]:
     """(within limits?, reason, limit in dB) for one artifact's measurements."""
     limit = F.MAX_DROP_DB[precision]
@@ -289,7 +283,7 @@ def run(request: ExportRequest, write=None, progress: bool = True) -> Report:
     with Workspace() as workspace:  # the run's scratch: one FP32 ONNX for every target and precision
         for fmt, precision in jobs:
             job = ExportJob(out_dir=request.out, stem=request.model, precision=precision,
-                            sizes=_sizes_for(fmt, request), calib=calib, val=pairs, hints=hints, opset=request.opset,
+                            sizes=list(request.sizes or []) or None, calib=calib, val=pairs, hints=hints, opset=request.opset,
                             workspace=workspace)
             with steps.step(f"{fmt.name} {precision}"):
                 _run_job(functions[fmt.name], fmt, job, request, model, reference, val_source, weights_sha,

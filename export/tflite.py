@@ -367,7 +367,7 @@ def export_tflite(model, job) -> list[Exported]:
     _require("ai_edge_litert")
     out_dir = Path(out_dir)
     base = stem if stem.endswith(f"_{precision}") else f"{stem}_{precision}"
-    results, ranges, ranges_from = [], None, None
+    results, ranges, calibrated_at = [], None, None  # int8: the shared activation ranges, (size, frames) they came from
     for size in progress(sizes, desc=f"tflite {precision}", unit="size", leave=False):
         t0 = time.perf_counter()
         frames = fit_calibration(calib, size) if calib is not None else None
@@ -377,7 +377,7 @@ def export_tflite(model, job) -> list[Exported]:
             data = convert_keras(keras_model, precision, frames)
         elif ranges is None:  # the first size is calibrated on every frame; the others take its ranges
             calibrated = convert_keras(keras_model, precision, frames, calibrate_only=True)
-            ranges, ranges_from = activation_ranges(calibrated), (size, len(frames))
+            ranges, calibrated_at = activation_ranges(calibrated), (size, len(frames))
             data = quantize_int8_with(calibrated, ranges)
         else:  # one frame only builds the calibrator's structure at this size; its ranges are replaced
             data = quantize_int8_with(convert_keras(keras_model, precision, frames[:1], calibrate_only=True), ranges)
@@ -394,7 +394,7 @@ def export_tflite(model, job) -> list[Exported]:
             "converter": "onnx2tf → tf.lite.TFLiteConverter.from_concrete_functions",
             "io_dtype": np.dtype(inp["dtype"]).name,
             "tensor_dtypes": tensor_dtypes(final),
-            "calibration_frames": None if frames is None else int(len(frames) if ranges_from is None else ranges_from[1]),
+            "calibration_frames": calibrated_at[1] if calibrated_at else (None if frames is None else len(frames)),
             "delegates": "XNNPACK (CPU) by default; GPU delegate takes fp32/fp16 files; NNAPI/Hexagon/Edge TPU want int8",
         }}
         if precision == "int16x8":
@@ -403,7 +403,7 @@ def export_tflite(model, job) -> list[Exported]:
                 "; no weights split (the model's registry entry names no sensitive weights)")
         elif precision == "int8":
             extra["tflite"]["scheme"] = "int8 activations and weights (per-channel), int8 I/O"
-            extra["tflite"]["activation_ranges"] = (f"calibrated at {ranges_from[0][1]}x{ranges_from[0][0]}, shared "
+            extra["tflite"]["activation_ranges"] = (f"calibrated at {calibrated_at[0][1]}x{calibrated_at[0][0]}, shared "
                                                     "by every size of this export")
         elif precision == "fp16":
             extra["tflite"]["scheme"] = "float16 weights, float32 compute on CPU, float32 I/O"
